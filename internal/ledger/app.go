@@ -1,0 +1,302 @@
+// Package ledger is IMI's ABCI application: the deterministic state machine
+// that holds the district's shared registries (authorities, residents' DIDs,
+// governance proposals) in a Merkle tree whose root is the app hash.
+//
+// The ledger reads no clock, draws no randomness and never lets map order
+// reach state: block time comes from the block, writes are applied in key
+// order. It imports no HTTP and no wallet.
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+
+	abci "github.com/cometbft/cometbft/abci/types"
+	"github.com/cosmos/iavl"
+	idb "github.com/cosmos/iavl/db"
+
+	"github.com/imi-city/imi/internal/tx"
+)
+
+// cacheNodes is the iavl node cache size: enough for the upper levels of a
+// tree of tens of millions of keys.
+const cacheNodes = 500_000
+
+// App is the ABCI application.
+type App struct {
+	abci.BaseApplication
+
+	log     *slog.Logger
+	db      idb.DB
+	tree    *iavl.MutableTree
+	chainID string
+
+	// mu guards latest and check; ABCI calls are already serialised by
+	// CometBFT's local client, but HTTP reads come from other goroutines.
+	mu     sync.RWMutex
+	latest *iavl.ImmutableTree
+	check  *overlay // CheckTx's view: committed state plus pending txs
+
+	// staged between FinalizeBlock and Commit
+	staged    []committedTx
+	stagedAt  Stamp
+	lastBlock Stamp // CheckTx judges time-bound rules by the last block
+
+	waiters waiters
+	metrics *Metrics
+}
+
+// committedTx is a transaction's outcome as the API reports it.
+type committedTx struct {
+	hash [32]byte
+	res  TxResult
+}
+
+// Open opens (or creates) the state database in dir.
+func Open(dir string, log *slog.Logger, m *Metrics) (*App, error) {
+	db, err := idb.NewDB("state", "goleveldb", dir)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't open state database: %w", err)
+	}
+	return newApp(db, log, m)
+}
+
+// OpenMemory opens an in-memory state, for tests and tools.
+func OpenMemory(log *slog.Logger) (*App, error) { return newApp(idb.NewMemDB(), log, nil) }
+
+func newApp(db idb.DB, log *slog.Logger, m *Metrics) (*App, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	tree := iavl.NewMutableTree(db, cacheNodes, false, iavl.NewNopLogger())
+	if _, err := tree.Load(); err != nil {
+		return nil, fmt.Errorf("couldn't load state: %w", err)
+	}
+	a := &App{log: log, db: db, tree: tree, metrics: m}
+	if err := a.refreshLatest(); err != nil {
+		return nil, err
+	}
+	a.chainID = getMeta(a.committed()).ChainID
+	return a, nil
+}
+
+// Close releases the database.
+func (a *App) Close() error { return a.db.Close() }
+
+func (a *App) refreshLatest() error {
+	v := a.tree.Version()
+	im, err := a.tree.GetImmutable(v)
+	if err != nil && v != 0 {
+		return fmt.Errorf("couldn't load version %d: %w", v, err)
+	}
+	if im == nil {
+		im = iavl.NewImmutableTree(idb.NewMemDB(), 0, true, iavl.NewNopLogger())
+	}
+	a.mu.Lock()
+	a.latest = im
+	a.check = newOverlay(treeKV{im})
+	a.mu.Unlock()
+	return nil
+}
+
+func (a *App) committed() kv {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return treeKV{a.latest}
+}
+
+// treeKV adapts an iavl tree to kv.
+type treeKV struct {
+	t interface{ Get([]byte) ([]byte, error) }
+}
+
+func (t treeKV) get(k []byte) []byte {
+	v, err := t.t.Get(k)
+	if err != nil {
+		panic(fmt.Sprintf("ledger: state read failed: %v", err))
+	}
+	return v
+}
+
+func (t treeKV) set(k, v []byte) {
+	mt, ok := t.t.(*iavl.MutableTree)
+	if !ok {
+		panic("ledger: write to a read-only tree")
+	}
+	var err error
+	if v == nil {
+		_, _, err = mt.Remove(k)
+	} else {
+		_, err = mt.Set(k, v)
+	}
+	if err != nil {
+		panic(fmt.Sprintf("ledger: state write failed: %v", err))
+	}
+}
+
+// Info reports the last committed height and app hash, so that CometBFT
+// replays exactly the blocks this state has not seen.
+func (a *App) Info(context.Context, *abci.RequestInfo) (*abci.ResponseInfo, error) {
+	return &abci.ResponseInfo{
+		Data:             "imi",
+		Version:          "1",
+		AppVersion:       1,
+		LastBlockHeight:  a.tree.Version(),
+		LastBlockAppHash: a.lastHash(),
+	}, nil
+}
+
+func (a *App) lastHash() []byte {
+	if a.tree.Version() == 0 {
+		return nil
+	}
+	return a.tree.Hash()
+}
+
+// InitChain loads the founding authorities from the genesis app state.
+func (a *App) InitChain(_ context.Context, req *abci.RequestInitChain) (*abci.ResponseInitChain, error) {
+	var g Genesis
+	if err := tx.Unmarshal(req.AppStateBytes, &g); err != nil {
+		return nil, fmt.Errorf("couldn't read the genesis app state: %w", err)
+	}
+	st := newOverlay(treeKV{a.tree})
+	at := Stamp{Height: req.InitialHeight, Time: req.Time}
+	m := &Meta{ChainID: req.ChainId, DistrictZH: g.DistrictZH, DistrictEN: g.DistrictEN}
+	var vals []abci.ValidatorUpdate
+	for i := range g.Authorities {
+		s := &g.Authorities[i]
+		if err := checkAction(st, m, tx.ActionAddAuthority, s); err != nil {
+			return nil, fmt.Errorf("genesis authority %d: %w", i, err)
+		}
+		au := authorityFromSpec(s, at)
+		putAuthority(st, au)
+		st.set([]byte(pAuthorityBy+au.DID), []byte(au.ID))
+		m.Authorities = append(m.Authorities, au.ID)
+		slices.Sort(m.Authorities)
+		if au.Power > 0 {
+			vals = append(vals, abci.UpdateValidator(au.ValidatorKey, au.Power, "ed25519"))
+		}
+	}
+	if len(m.Authorities) == 0 {
+		return nil, errors.New("the genesis has no authorities")
+	}
+	putMeta(st, m)
+	st.flush()
+	a.chainID = req.ChainId
+	if err := checkGenesisValidators(req.Validators, vals); err != nil {
+		return nil, err
+	}
+	return &abci.ResponseInitChain{Validators: vals, AppHash: a.tree.WorkingHash()}, nil
+}
+
+// checkGenesisValidators refuses a genesis whose CometBFT validators differ
+// from the authorities' validator keys: the ledger's registry is the truth.
+func checkGenesisValidators(got, want []abci.ValidatorUpdate) error {
+	if len(got) == 0 {
+		return nil
+	}
+	norm := func(vs []abci.ValidatorUpdate) []string {
+		out := make([]string, 0, len(vs))
+		for _, v := range vs {
+			out = append(out, fmt.Sprintf("%x/%d", v.PubKey.GetEd25519(), v.Power))
+		}
+		slices.Sort(out)
+		return out
+	}
+	if !slices.Equal(norm(got), norm(want)) {
+		return errors.New("genesis validators do not match the authorities' validator keys")
+	}
+	return nil
+}
+
+// CheckTx runs the state machine on the mempool's view. A re-check after a
+// block skips the signature, which was verified when the transaction arrived
+// and is verified again when its block executes.
+func (a *App) CheckTx(_ context.Context, req *abci.RequestCheckTx) (*abci.ResponseCheckTx, error) {
+	// The lock keeps NextSeq readers off the overlay while it changes.
+	a.mu.Lock()
+	_, rej := apply(a.check, req.Tx, execCtx{chainID: a.chainID, at: a.lastBlock, verifySig: req.Type == abci.CheckTxType_New})
+	a.mu.Unlock()
+	if rej != nil {
+		a.metrics.checkRejected(rej.Code)
+		return &abci.ResponseCheckTx{Code: uint32(rej.Code), Codespace: Codespace, Log: rej.Error(), Info: rej.Code.Name()}, nil
+	}
+	return &abci.ResponseCheckTx{Code: uint32(OK)}, nil
+}
+
+// FinalizeBlock executes the block's transactions in order on the working tree.
+func (a *App) FinalizeBlock(_ context.Context, req *abci.RequestFinalizeBlock) (*abci.ResponseFinalizeBlock, error) {
+	c := execCtx{chainID: a.chainID, at: Stamp{Height: req.Height, Time: req.Time}, verifySig: true}
+	st := treeKV{a.tree}
+	results := make([]*abci.ExecTxResult, len(req.Txs))
+	var vals []abci.ValidatorUpdate
+	a.staged = a.staged[:0]
+	a.stagedAt = c.at
+	for i, raw := range req.Txs {
+		eff, rej := apply(st, raw, c)
+		r := TxResult{Height: req.Height, Index: uint32(i)}
+		if t, _, err := tx.Decode(raw); err == nil {
+			r.Type, r.Signer = string(t.Type), t.Signer
+		}
+		if rej != nil {
+			r.Code, r.Log = rej.Code, rej.Error()
+			results[i] = &abci.ExecTxResult{Code: uint32(rej.Code), Codespace: Codespace, Log: rej.Error(), Info: rej.Code.Name()}
+		} else {
+			results[i] = &abci.ExecTxResult{Code: uint32(OK)}
+			for _, v := range eff.validators {
+				vals = append(vals, abci.UpdateValidator(v.key, v.power, "ed25519"))
+			}
+		}
+		h := tx.Hash(raw)
+		// The first outcome of a hash is kept: a transaction included a
+		// second time fails on its sequence and must not hide the first.
+		if st.get(txResultKey(h)) == nil {
+			putJSON(st, txResultKey(h), r)
+		}
+		a.staged = append(a.staged, committedTx{hash: h, res: r})
+		a.metrics.delivered(r.Type, r.Code)
+	}
+	return &abci.ResponseFinalizeBlock{TxResults: results, ValidatorUpdates: vals, AppHash: a.tree.WorkingHash()}, nil
+}
+
+// Commit persists the block's state as version = height and resets the
+// mempool's view to it.
+func (a *App) Commit(context.Context, *abci.RequestCommit) (*abci.ResponseCommit, error) {
+	if _, _, err := a.tree.SaveVersion(); err != nil {
+		return nil, fmt.Errorf("couldn't save state: %w", err)
+	}
+	if err := a.refreshLatest(); err != nil {
+		return nil, err
+	}
+	a.metrics.committed(a.tree.Version(), len(a.staged))
+	a.lastBlock = a.stagedAt
+	a.waiters.notify(a.staged)
+	a.staged = a.staged[:0]
+	return &abci.ResponseCommit{}, nil
+}
+
+// Query answers CometBFT's ABCI query for raw state: path "/store", data =
+// key, with a Merkle proof when asked.
+func (a *App) Query(_ context.Context, req *abci.RequestQuery) (*abci.ResponseQuery, error) {
+	if req.Path != "/store" {
+		return &abci.ResponseQuery{Code: uint32(CodeNotFound), Log: "unknown path; use /store"}, nil
+	}
+	p, err := a.Prove(req.Data, req.Height)
+	if err != nil {
+		return &abci.ResponseQuery{Code: uint32(CodeNotFound), Log: err.Error()}, nil
+	}
+	res := &abci.ResponseQuery{Key: req.Data, Value: p.Value, Height: p.Height}
+	if req.Prove {
+		b, err := json.Marshal(p)
+		if err != nil {
+			return nil, err
+		}
+		res.Info = string(b)
+	}
+	return res, nil
+}

@@ -1,0 +1,392 @@
+package ledger
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/imi-city/imi/internal/did"
+	"github.com/imi-city/imi/internal/key"
+	"github.com/imi-city/imi/internal/tx"
+)
+
+// kv is the state a transaction reads and writes: the working Merkle tree in
+// FinalizeBlock, an overlay over the last committed tree in CheckTx.
+type kv interface {
+	get(k []byte) []byte
+	set(k, v []byte)
+}
+
+// overlay buffers writes over a base so a refused transaction leaves nothing
+// behind and CheckTx can see the effect of transactions still in the mempool.
+type overlay struct {
+	base   kv
+	writes map[string][]byte
+}
+
+func newOverlay(base kv) *overlay { return &overlay{base: base, writes: map[string][]byte{}} }
+
+func (o *overlay) get(k []byte) []byte {
+	if v, ok := o.writes[string(k)]; ok {
+		return v
+	}
+	return o.base.get(k)
+}
+
+func (o *overlay) set(k, v []byte) { o.writes[string(k)] = v }
+
+// flush writes the buffered values to the base in key order, so the order of
+// writes never depends on map iteration.
+func (o *overlay) flush() {
+	ks := make([]string, 0, len(o.writes))
+	for k := range o.writes {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	for _, k := range ks {
+		o.base.set([]byte(k), o.writes[k])
+	}
+	clear(o.writes)
+}
+
+// execCtx is what a transaction may know about the block it is in.
+type execCtx struct {
+	chainID string
+	at      Stamp
+	// verifySig is false only when CheckTx re-checks a transaction whose
+	// signature it already verified; FinalizeBlock always verifies.
+	verifySig bool
+}
+
+// effect is what a transaction changes beyond state: a validator-set update.
+type effect struct {
+	validators []validatorChange
+}
+
+type validatorChange struct {
+	key   []byte
+	power int64
+}
+
+// apply validates raw against st and, if it is accepted, writes its effects
+// to st. It is the whole state machine: CheckTx and FinalizeBlock both call it.
+func apply(st kv, raw []byte, c execCtx) (*effect, *Rejection) {
+	t, body, err := tx.Decode(raw)
+	if err != nil {
+		return nil, reject(CodeMalformed, err.Error())
+	}
+	if t.ChainID != c.chainID {
+		return nil, reject(CodeWrongChain, fmt.Sprintf("made for %q, this is %q", clip(t.ChainID), c.chainID))
+	}
+	signer, err := did.Parse(t.Signer)
+	if err != nil {
+		return nil, reject(CodeMalformed, err.Error())
+	}
+	o := newOverlay(st)
+	want := decodeSeq(o.get(seqKey(t.Signer, t.Lane)))
+	if t.Seq != want {
+		detail := fmt.Sprintf("got %d, the next is %d", t.Seq, want)
+		if t.Seq < want {
+			detail = fmt.Sprintf("sequence %d was already used (replay); the next is %d", t.Seq, want)
+		}
+		return nil, reject(CodeBadSequence, detail)
+	}
+	x := &txExec{st: o, t: t, signer: signer, c: c, eff: &effect{}}
+	var rej *Rejection
+	switch b := body.(type) {
+	case *tx.RegisterResident:
+		rej = x.register(b)
+	case *tx.RotateKey:
+		rej = x.rotate(b)
+	case *tx.Recover:
+		rej = x.recover(b)
+	case *tx.Deactivate:
+		rej = x.deactivate(b)
+	case *tx.Reproof:
+		rej = x.reproof(b)
+	case *tx.Propose:
+		rej = x.propose(b)
+	case *tx.Vote:
+		rej = x.vote(b)
+	default:
+		rej = reject(CodeMalformed, "unsupported transaction type")
+	}
+	if rej != nil {
+		return nil, rej
+	}
+	o.set(seqKey(t.Signer, t.Lane), encodeSeq(want+1))
+	o.flush()
+	return x.eff, nil
+}
+
+type txExec struct {
+	st     *overlay
+	t      *tx.Tx
+	signer did.DID
+	c      execCtx
+	eff    *effect
+}
+
+func (x *txExec) checkSig(k key.Public) *Rejection {
+	if x.c.verifySig && !x.t.VerifySig(k) {
+		return reject(CodeBadSignature, "")
+	}
+	return nil
+}
+
+// authority returns the signing authority, verifying its signature.
+func (x *txExec) authority(role string) (*Authority, *Rejection) {
+	id := x.st.get([]byte(pAuthorityBy + x.t.Signer))
+	if id == nil {
+		return nil, reject(CodeUnknownSigner, x.t.Signer+" is not an authority")
+	}
+	a := getAuthority(x.st, string(id))
+	if a == nil {
+		return nil, reject(CodeInternal, "authority index points nowhere")
+	}
+	if r := x.checkSig(a.Key); r != nil {
+		return nil, r
+	}
+	if role != "" && !a.HasRole(role) {
+		return nil, reject(CodeNotAuthorized, fmt.Sprintf("%s does not hold the role %s", a.ID, role))
+	}
+	return a, nil
+}
+
+func (x *txExec) resident(d string) (*Resident, *Rejection) {
+	r := getResident(x.st, d)
+	if r == nil {
+		return nil, reject(CodeNotFound, d+" is not registered")
+	}
+	return r, nil
+}
+
+func (x *txExec) register(b *tx.RegisterResident) *Rejection {
+	reg, rej := x.authority(RoleRegistrar)
+	if rej != nil {
+		return rej
+	}
+	if !slices.Contains(assuranceLevels, b.Assurance) {
+		return reject(CodeInvalidField, fmt.Sprintf("assurance %q (use substantial or high)", clip(b.Assurance)))
+	}
+	if b.Key.IsZero() || did.FromKey(b.Key).String() != b.DID {
+		return reject(CodeInvalidField, "the DID is not the one derived from the resident's key")
+	}
+	if key.RecoveryHash(b.Key) == b.RecoveryHash {
+		return reject(CodeInvalidField, "the recovery key must differ from the signing key")
+	}
+	if getResident(x.st, b.DID) != nil || x.st.get([]byte(pAuthorityBy+b.DID)) != nil {
+		return reject(CodeDIDExists, b.DID)
+	}
+	if prev := x.st.get(uniqKey(b.UniquenessTag)); prev != nil {
+		return reject(CodeAlreadyRegistered, "registered as "+string(prev))
+	}
+	r := &Resident{
+		DID: b.DID, Key: b.Key, KeyVersion: 1, RecoveryHash: b.RecoveryHash, UniquenessTag: b.UniquenessTag,
+		Attestation: Attestation{Registrar: reg.DID, Assurance: b.Assurance, At: x.c.at},
+		Created:     x.c.at, Updated: x.c.at,
+	}
+	putResident(x.st, r)
+	x.st.set(uniqKey(b.UniquenessTag), []byte(b.DID))
+	m := getMeta(x.st)
+	m.Residents++
+	putMeta(x.st, m)
+	return nil
+}
+
+// self returns the signer's own active resident record.
+func (x *txExec) self() (*Resident, *Rejection) {
+	r, rej := x.resident(x.t.Signer)
+	if rej != nil {
+		return nil, rej
+	}
+	if r.Deactivated {
+		return nil, reject(CodeDeactivated, r.DID)
+	}
+	return r, nil
+}
+
+func (x *txExec) rotate(b *tx.RotateKey) *Rejection {
+	r, rej := x.self()
+	if rej != nil {
+		return rej
+	}
+	if rej := x.checkSig(r.Key); rej != nil {
+		return rej
+	}
+	if b.NewKey.IsZero() || b.NewKey.Equal(r.Key) {
+		return reject(CodeInvalidField, "the new key must differ from the current key")
+	}
+	if key.RecoveryHash(b.NewKey) == r.RecoveryHash {
+		return reject(CodeInvalidField, "the new key must not be the recovery key")
+	}
+	r.Key, r.KeyVersion, r.Updated = b.NewKey, r.KeyVersion+1, x.c.at
+	putResident(x.st, r)
+	return nil
+}
+
+func (x *txExec) recover(b *tx.Recover) *Rejection {
+	r, rej := x.self()
+	if rej != nil {
+		return rej
+	}
+	if key.RecoveryHash(b.RecoveryKey) != r.RecoveryHash {
+		return reject(CodeRecoveryMismatch, "")
+	}
+	if rej := x.checkSig(b.RecoveryKey); rej != nil {
+		return rej
+	}
+	if b.NewKey.IsZero() || b.NewKey.Equal(r.Key) || b.NewKey.Equal(b.RecoveryKey) {
+		return reject(CodeInvalidField, "the new key must differ from the lost key and the recovery key")
+	}
+	if b.NewRecoveryHash == r.RecoveryHash || key.RecoveryHash(b.NewKey) == b.NewRecoveryHash {
+		return reject(CodeInvalidField, "name a fresh recovery key, different from the new signing key")
+	}
+	r.Key, r.KeyVersion, r.RecoveryHash, r.Updated = b.NewKey, r.KeyVersion+1, b.NewRecoveryHash, x.c.at
+	putResident(x.st, r)
+	return nil
+}
+
+func (x *txExec) deactivate(b *tx.Deactivate) *Rejection {
+	if b.DID == x.t.Signer {
+		r, rej := x.self()
+		if rej != nil {
+			return rej
+		}
+		if rej := x.checkSig(r.Key); rej != nil {
+			return rej
+		}
+		if b.Reason != ReasonResidentRequest {
+			return reject(CodeInvalidField, "a resident deactivates their own DID with reason resident_request")
+		}
+		r.Deactivated, r.DeactivationReason, r.Updated = true, b.Reason, x.c.at
+		putResident(x.st, r)
+		return nil
+	}
+	if _, rej := x.authority(RoleRegistrar); rej != nil {
+		return rej
+	}
+	if !slices.Contains(registrarReasons, b.Reason) {
+		return reject(CodeInvalidField, fmt.Sprintf("reason %q (use %s)", clip(b.Reason), strings.Join(registrarReasons, ", ")))
+	}
+	r, rej := x.resident(b.DID)
+	if rej != nil {
+		return rej
+	}
+	if r.Deactivated {
+		return reject(CodeDeactivated, r.DID)
+	}
+	r.Deactivated, r.DeactivationReason, r.Updated = true, b.Reason, x.c.at
+	putResident(x.st, r)
+	return nil
+}
+
+func (x *txExec) reproof(b *tx.Reproof) *Rejection {
+	reg, rej := x.authority(RoleRegistrar)
+	if rej != nil {
+		return rej
+	}
+	if !slices.Contains(assuranceLevels, b.Assurance) {
+		return reject(CodeInvalidField, fmt.Sprintf("assurance %q (use substantial or high)", clip(b.Assurance)))
+	}
+	r, rej := x.resident(b.DID)
+	if rej != nil {
+		return rej
+	}
+	// A resident who moved away and came back is re-activated in person;
+	// every other deactivation is final.
+	if r.Deactivated && r.DeactivationReason != ReasonMovedAway {
+		return reject(CodeDeactivated, r.DID+" ("+r.DeactivationReason+")")
+	}
+	if b.UniquenessTag != r.UniquenessTag {
+		return reject(CodeUniquenessMismatch, "")
+	}
+	if b.NewKey.IsZero() || b.NewKey.Equal(r.Key) {
+		return reject(CodeInvalidField, "bind a new key, not the lost one")
+	}
+	if key.RecoveryHash(b.NewKey) == b.NewRecoveryHash {
+		return reject(CodeInvalidField, "the recovery key must differ from the signing key")
+	}
+	r.Key, r.KeyVersion, r.RecoveryHash = b.NewKey, r.KeyVersion+1, b.NewRecoveryHash
+	r.Attestation = Attestation{Registrar: reg.DID, Assurance: b.Assurance, At: x.c.at}
+	r.Deactivated, r.DeactivationReason, r.Updated = false, "", x.c.at
+	putResident(x.st, r)
+	return nil
+}
+
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
+
+// Readers and writers of records. A record that does not decode is a bug or
+// corruption, and a node must stop rather than guess.
+
+func getJSON(st kv, k []byte, v any) bool {
+	b := st.get(k)
+	if b == nil {
+		return false
+	}
+	if err := tx.Unmarshal(b, v); err != nil {
+		panic(fmt.Sprintf("ledger: corrupt record %q: %v", k, err))
+	}
+	return true
+}
+
+func putJSON(st kv, k []byte, v any) {
+	b, err := tx.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("ledger: cannot encode %q: %v", k, err))
+	}
+	st.set(k, b)
+}
+
+func getAuthority(st kv, id string) *Authority {
+	var a Authority
+	if !getJSON(st, []byte(pAuthority+id), &a) {
+		return nil
+	}
+	return &a
+}
+
+func putAuthority(st kv, a *Authority) { putJSON(st, []byte(pAuthority+a.ID), a) }
+
+func getResident(st kv, d string) *Resident {
+	var r Resident
+	if !getJSON(st, []byte(pDID+d), &r) {
+		return nil
+	}
+	return &r
+}
+
+func putResident(st kv, r *Resident) { putJSON(st, []byte(pDID+r.DID), r) }
+
+func getMeta(st kv) *Meta {
+	var m Meta
+	getJSON(st, []byte(kMeta), &m)
+	return &m
+}
+
+func putMeta(st kv, m *Meta) { putJSON(st, []byte(kMeta), m) }
+
+func getProposal(st kv, id string) *Proposal {
+	var p Proposal
+	if !getJSON(st, []byte(pProposal+id), &p) {
+		return nil
+	}
+	return &p
+}
+
+func putProposal(st kv, p *Proposal) { putJSON(st, []byte(pProposal+p.ID), p) }
+
+func txResultKey(hash [32]byte) []byte { return []byte(pTxResult + hex.EncodeToString(hash[:])) }
+
+var errNotFound = errors.New("not found")
+
+func equalBytes(a, b []byte) bool { return bytes.Equal(a, b) }

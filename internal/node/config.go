@@ -1,0 +1,188 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	cmtcfg "github.com/cometbft/cometbft/config"
+	cmttypes "github.com/cometbft/cometbft/types"
+)
+
+// Defaults used for the zero value of the matching Config field.
+const (
+	DefaultP2PListen           = "tcp://127.0.0.1:26656"
+	DefaultTimeoutCommit       = 500 * time.Millisecond
+	DefaultEmptyBlocksInterval = 1 * time.Second
+	DefaultMempoolSize         = 50_000
+	DefaultMaxTxBytes          = 64 << 10
+)
+
+// Config is the node's configuration manual. Home is required; every other
+// field has a usable zero value, which selects the default named in its
+// comment.
+type Config struct {
+	// Home is the node's directory. CometBFT's own home (config/ with keys
+	// and genesis.json, data/ with the block store, state and WAL) is
+	// Home/comet; other IMI components may keep their data elsewhere under
+	// Home.
+	Home string
+
+	// ChainID must match the chain_id of the genesis file. Empty accepts
+	// whatever the genesis file says, for nodes joining an existing network.
+	ChainID string
+
+	// Moniker is the human-readable node name shown to peers. ASCII only.
+	// Default: the host name.
+	Moniker string
+
+	// P2PListen is where CometBFT accepts peer connections, as
+	// "tcp://host:port". Default: DefaultP2PListen, which is reachable only
+	// from this host.
+	P2PListen string
+
+	// PersistentPeers lists peers to stay connected to, comma-separated, each
+	// as node-id@host:port.
+	PersistentPeers string
+
+	// AllowDuplicateIP accepts several peers from one IP address. CometBFT
+	// refuses that by default; turn it on when several nodes share a host
+	// (tests) or a NAT gateway.
+	AllowDuplicateIP bool
+
+	// TimeoutCommit is how long the node waits after committing a block
+	// before starting the next height, to collect straggling precommits.
+	// Default: DefaultTimeoutCommit.
+	TimeoutCommit time.Duration
+
+	// EmptyBlocksInterval bounds how long the chain sits idle: when the
+	// mempool is empty, a block (empty) is still proposed after this long.
+	// Transactions don't wait for it; they go into the next block as soon as
+	// TimeoutCommit has passed. Default: DefaultEmptyBlocksInterval.
+	//
+	// Why not create no empty blocks at all: IMI reads time from block
+	// headers (consent expiry, credential validity), and a block's time is
+	// the median of the votes that committed the previous block. After an
+	// idle stretch a transaction's block would carry a time as stale as the
+	// stretch was long. Proposing at least every EmptyBlocksInterval bounds
+	// that staleness to about EmptyBlocksInterval+TimeoutCommit, at the cost
+	// of roughly one small block per interval on disk.
+	EmptyBlocksInterval time.Duration
+
+	// MempoolSize is the most transactions the mempool holds; beyond it
+	// CheckTx fails with ErrMempoolFull. Default: DefaultMempoolSize.
+	MempoolSize int
+
+	// MaxTxBytes is the largest transaction accepted; larger ones fail with
+	// ErrTxTooLarge. Default: DefaultMaxTxBytes.
+	MaxTxBytes int
+
+	// CometRPCListen, if set (for example "tcp://127.0.0.1:26657"), serves
+	// CometBFT's own JSON-RPC there, for debugging and CometBFT tooling.
+	// Default: empty, off: residents and apps use IMI's HTTP API.
+	CometRPCListen string
+
+	// LogLevel is the lowest level of CometBFT's own log lines passed to the
+	// slog.Logger given to Start. CometBFT's debug lines map to
+	// slog.LevelDebug, info to slog.LevelInfo, errors to slog.LevelError.
+	// Default: slog.LevelInfo.
+	LogLevel slog.Level
+
+	// Metrics registers CometBFT's Prometheus metrics (namespace "cometbft",
+	// label chain_id) in prometheus.DefaultRegisterer. CometBFT doesn't serve
+	// them itself; serve promhttp.Handler. Prometheus allows one registration
+	// per metric name per process, so all nodes in a process with Metrics set
+	// must share a chain ID, and they share the metrics: that only happens
+	// in tests.
+	Metrics bool
+}
+
+// cometHome is the directory CometBFT treats as its root.
+func (c Config) cometHome() string { return filepath.Join(c.Home, "comet") }
+
+// withDefaults fills in zero fields and checks the rest.
+func (c Config) withDefaults() (Config, error) {
+	if c.Home == "" {
+		return c, errors.New("home directory not set")
+	}
+	if len(c.ChainID) > cmttypes.MaxChainIDLen {
+		return c, fmt.Errorf("chain ID longer than %d bytes", cmttypes.MaxChainIDLen)
+	}
+	if c.P2PListen == "" {
+		c.P2PListen = DefaultP2PListen
+	}
+	if c.TimeoutCommit == 0 {
+		c.TimeoutCommit = DefaultTimeoutCommit
+	}
+	if c.EmptyBlocksInterval == 0 {
+		c.EmptyBlocksInterval = DefaultEmptyBlocksInterval
+	}
+	if c.MempoolSize == 0 {
+		c.MempoolSize = DefaultMempoolSize
+	}
+	if c.MaxTxBytes == 0 {
+		c.MaxTxBytes = DefaultMaxTxBytes
+	}
+	switch {
+	case c.TimeoutCommit < 0:
+		return c, errors.New("negative commit timeout")
+	case c.EmptyBlocksInterval < 0:
+		return c, errors.New("negative empty blocks interval")
+	case c.MempoolSize < 0:
+		return c, errors.New("negative mempool size")
+	case c.MaxTxBytes < 0:
+		return c, errors.New("negative maximum transaction size")
+	}
+	return c, nil
+}
+
+// cometConfig translates c, which must have defaults applied, into
+// CometBFT's configuration. Everything not set here keeps CometBFT's
+// default.
+func (c Config) cometConfig() (*cmtcfg.Config, error) {
+	cc := cmtcfg.DefaultConfig()
+	cc.SetRoot(c.cometHome())
+	if c.Moniker != "" {
+		cc.Moniker = c.Moniker
+	}
+
+	cc.P2P.ListenAddress = c.P2PListen
+	cc.P2P.PersistentPeers = c.PersistentPeers
+	cc.P2P.AllowDuplicateIP = c.AllowDuplicateIP
+
+	// An empty address turns CometBFT's RPC server off; node.OnStart checks.
+	cc.RPC.ListenAddress = c.CometRPCListen
+	cc.RPC.GRPCListenAddress = ""
+	cc.RPC.PprofListenAddress = ""
+
+	cc.Consensus.TimeoutCommit = c.TimeoutCommit
+	cc.Consensus.CreateEmptyBlocks = true
+	cc.Consensus.CreateEmptyBlocksInterval = c.EmptyBlocksInterval
+
+	cc.Mempool.Type = cmtcfg.MempoolTypeFlood
+	cc.Mempool.Size = c.MempoolSize
+	cc.Mempool.MaxTxBytes = c.MaxTxBytes
+	// Recheck after every block drops transactions the block made invalid
+	// (a consent already revoked, a nonce already used), so they are not
+	// proposed again.
+	cc.Mempool.Recheck = true
+	cc.Mempool.Broadcast = true
+
+	// The app keeps its own transaction records; CometBFT's indexer would
+	// only duplicate them on disk.
+	cc.TxIndex.Indexer = "null"
+	// Per-block ABCI results serve only CometBFT's /block_results RPC. The
+	// last block's are kept regardless, for crash recovery.
+	cc.Storage.DiscardABCIResponses = true
+
+	// Metrics are registered by our MetricsProvider; CometBFT must not start
+	// its own HTTP listener for them.
+	cc.Instrumentation.Prometheus = false
+
+	if err := cc.ValidateBasic(); err != nil {
+		return nil, fmt.Errorf("couldn't validate CometBFT config: %w", err)
+	}
+	return cc, nil
+}

@@ -1,0 +1,127 @@
+package tx
+
+import (
+	"fmt"
+
+	"github.com/imi-city/imi/internal/key"
+)
+
+// Body is the typed content of a transaction.
+type Body interface{ TxType() Type }
+
+func newBody(t Type) (Body, error) {
+	switch t {
+	case TypeRegisterResident:
+		return &RegisterResident{}, nil
+	case TypeRotateKey:
+		return &RotateKey{}, nil
+	case TypeRecover:
+		return &Recover{}, nil
+	case TypeDeactivate:
+		return &Deactivate{}, nil
+	case TypeReproof:
+		return &Reproof{}, nil
+	case TypePropose:
+		return &Propose{}, nil
+	case TypeVote:
+		return &Vote{}, nil
+	}
+	return nil, fmt.Errorf("unknown transaction type %q", t)
+}
+
+// RegisterResident anchors a resident's DID. The registrar signs it after
+// checking the ID card in person. UniquenessTag is the registrar's HMAC of the
+// ID number; the number itself is never sent.
+type RegisterResident struct {
+	DID           string     `json:"did"`
+	Key           key.Public `json:"key"`
+	RecoveryHash  Hash32     `json:"recovery_hash"`
+	UniquenessTag Hash32     `json:"uniqueness_tag"`
+	Assurance     string     `json:"assurance"`
+}
+
+// RotateKey replaces the resident's key; the current key signs it.
+type RotateKey struct {
+	NewKey key.Public `json:"new_key"`
+}
+
+// Recover replaces a lost key; the pre-committed recovery key signs it and
+// names its own successor, so every recovery key is used once.
+type Recover struct {
+	RecoveryKey     key.Public `json:"recovery_key"`
+	NewKey          key.Public `json:"new_key"`
+	NewRecoveryHash Hash32     `json:"new_recovery_hash"`
+}
+
+// Deactivate ends a DID. The resident signs it for their own DID (reason
+// resident_request), or a registrar signs it with a reason.
+type Deactivate struct {
+	DID    string `json:"did"`
+	Reason string `json:"reason"`
+}
+
+// Reproof is government-backed recovery: the registrar proofs the resident in
+// person again and binds a new key. The uniqueness tag must match the one the
+// DID was registered with, so only the same person's DID can be re-bound.
+type Reproof struct {
+	DID             string     `json:"did"`
+	UniquenessTag   Hash32     `json:"uniqueness_tag"`
+	NewKey          key.Public `json:"new_key"`
+	NewRecoveryHash Hash32     `json:"new_recovery_hash"`
+	Assurance       string     `json:"assurance"`
+}
+
+// AuthoritySpec describes an authority in a governance proposal.
+type AuthoritySpec struct {
+	ID           string     `json:"id"`
+	NameZH       string     `json:"name_zh"`
+	NameEN       string     `json:"name_en"`
+	Key          key.Public `json:"key"`
+	Roles        []string   `json:"roles"`
+	ValidatorKey Bytes      `json:"validator_key"`
+	Power        int64      `json:"power"`
+	Endpoint     string     `json:"endpoint"`
+}
+
+// Proposal actions.
+const (
+	ActionAddAuthority    = "add_authority"
+	ActionRemoveAuthority = "remove_authority"
+	ActionSetRoles        = "set_roles"
+	ActionSetValidator    = "set_validator"
+)
+
+// Propose starts a consortium vote. The proposer's approval is counted.
+// Authority carries the full new description for add; for the others only the
+// fields the action changes are read (ID always).
+type Propose struct {
+	Action    string        `json:"action"`
+	Authority AuthoritySpec `json:"authority"`
+	Reason    string        `json:"reason"`
+}
+
+// Vote approves a pending proposal.
+type Vote struct {
+	Proposal string `json:"proposal"`
+}
+
+// TxType implements Body.
+func (*RegisterResident) TxType() Type { return TypeRegisterResident }
+
+// TxType implements Body.
+func (*RotateKey) TxType() Type { return TypeRotateKey }
+
+// TxType implements Body.
+func (*Recover) TxType() Type { return TypeRecover }
+
+// TxType implements Body.
+func (*Deactivate) TxType() Type { return TypeDeactivate }
+
+// TxType implements Body.
+func (*Reproof) TxType() Type { return TypeReproof }
+
+// TxType implements Body.
+func (*Propose) TxType() Type { return TypePropose }
+
+// TxType implements Body.
+func (*Vote) TxType() Type { return TypeVote }
