@@ -44,7 +44,8 @@ type Config struct {
 	P2PListen string
 
 	// PersistentPeers lists peers to stay connected to, comma-separated, each
-	// as node-id@host:port.
+	// as node-id@host:port. Peers are not discovered otherwise: the node
+	// doesn't exchange peer addresses, and accepts peers that dial it.
 	PersistentPeers string
 
 	// AllowDuplicateIP accepts several peers from one IP address. CometBFT
@@ -151,6 +152,11 @@ func (c Config) cometConfig() (*cmtcfg.Config, error) {
 	cc.P2P.ListenAddress = c.P2PListen
 	cc.P2P.PersistentPeers = c.PersistentPeers
 	cc.P2P.AllowDuplicateIP = c.AllowDuplicateIP
+	// No peer exchange: nodes connect to PersistentPeers and accept whoever
+	// dials them, as CometBFT advises for validators. It also keeps Stop
+	// clean: the exchange's address book saves itself from a goroutine that
+	// outlives the node's Stop, and nothing exported can wait for it.
+	cc.P2P.PexReactor = false
 
 	// An empty address turns CometBFT's RPC server off; node.OnStart checks.
 	cc.RPC.ListenAddress = c.CometRPCListen

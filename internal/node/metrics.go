@@ -77,9 +77,11 @@ func prometheusMetrics(chainID string) (m *cometMetrics, err error) {
 	return m, nil
 }
 
-// provider is the node.MetricsProvider handing out m. Unlike
-// node.DefaultMetricsProvider it never starts an HTTP listener; IMI's own
-// server exposes prometheus.DefaultGatherer.
+// provider is the node.MetricsProvider handing out m. It stands in for
+// node.DefaultMetricsProvider, which hands out real metrics only when
+// Instrumentation.Prometheus is set, and that setting also makes CometBFT
+// serve them on a listener of its own; IMI's HTTP server serves them
+// instead.
 func (m *cometMetrics) provider() cmtnode.MetricsProvider {
 	return func(string) (*cs.Metrics, *p2p.Metrics, *mempl.Metrics, *sm.Metrics, *proxy.Metrics, *blocksync.Metrics, *statesync.Metrics) {
 		return m.consensus, m.p2p, m.mempool, m.state, m.proxy, m.blocksync, m.statesync

@@ -1,0 +1,143 @@
+// Package district runs an IMI node for a district: it reads the operator's
+// configuration file, builds the genesis of the founding authorities, and
+// wires the ledger, the CometBFT node and the HTTP API together.
+package district
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/imi-city/imi/internal/key"
+	"github.com/imi-city/imi/internal/ledger"
+	"github.com/imi-city/imi/internal/node"
+	"github.com/imi-city/imi/internal/tx"
+)
+
+// ConfigFile is the operator's configuration, relative to the home directory.
+const ConfigFile = "imi.toml"
+
+// Config is the configuration manual of a node: every field an operator may
+// set is here, and imi.toml is this struct in TOML. Secrets are never in it:
+// keys live in files under the home directory.
+type Config struct {
+	// ChainID names the network. Every node of one district uses the same.
+	ChainID string `toml:"chain_id"`
+	// Moniker is this node's name among its peers (ASCII).
+	Moniker string `toml:"moniker"`
+	// HTTP is where the node serves its API. Keep it on loopback unless a
+	// reverse proxy with TLS stands in front.
+	HTTP string `toml:"http"`
+	// P2P is where CometBFT listens for the other authorities' nodes.
+	P2P string `toml:"p2p"`
+	// PersistentPeers are the other validators, as node-id@host:port,
+	// comma-separated.
+	PersistentPeers string `toml:"persistent_peers"`
+	// TimeoutCommit is the pause after each block (Go duration, "500ms").
+	TimeoutCommit string `toml:"timeout_commit"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `toml:"log_level"`
+	// Genesis describes the network at its first block. It is read only
+	// until the chain starts; after that, authorities change by proposals.
+	Genesis GenesisConfig `toml:"genesis"`
+}
+
+// GenesisConfig is the founding state of the district.
+type GenesisConfig struct {
+	Time        time.Time         `toml:"time"`
+	DistrictZH  string            `toml:"district_zh"`
+	DistrictEN  string            `toml:"district_en"`
+	Authorities []AuthorityConfig `toml:"authority"`
+}
+
+// AuthorityConfig is one founding authority.
+type AuthorityConfig struct {
+	ID     string   `toml:"id"`
+	NameZH string   `toml:"name_zh"`
+	NameEN string   `toml:"name_en"`
+	Roles  []string `toml:"roles"`
+	// PublicKey is the authority's signing key (ed25519-pub:…). The private
+	// half stays in the authority's own key file.
+	PublicKey string `toml:"public_key"`
+	// ValidatorKey is the base64 Ed25519 consensus key of the authority's
+	// node (comet/config/priv_validator_key.json's public half); empty for an
+	// authority that runs no validator.
+	ValidatorKey string `toml:"validator_key"`
+	Power        int64  `toml:"power"`
+	Endpoint     string `toml:"endpoint"`
+}
+
+// LoadConfig reads home/imi.toml strictly: an unknown or misspelt setting is
+// an error, not silently ignored.
+func LoadConfig(home string) (*Config, error) {
+	b, err := os.ReadFile(filepath.Join(home, ConfigFile))
+	if err != nil {
+		return nil, fmt.Errorf("couldn't read configuration: %w", err)
+	}
+	var c Config
+	d := toml.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&c); err != nil {
+		var sm *toml.StrictMissingError
+		if errors.As(err, &sm) {
+			return nil, fmt.Errorf("%s: %s", ConfigFile, sm.String())
+		}
+		return nil, fmt.Errorf("%s: %w", ConfigFile, err)
+	}
+	if c.ChainID == "" {
+		return nil, fmt.Errorf("%s: chain_id is not set", ConfigFile)
+	}
+	return &c, nil
+}
+
+// genesis turns the configuration into CometBFT's genesis and the ledger's
+// founding state. The same imi.toml gives byte-identical files on every node.
+func (c *Config) genesis() (node.Genesis, error) {
+	g := ledger.Genesis{DistrictZH: c.Genesis.DistrictZH, DistrictEN: c.Genesis.DistrictEN}
+	var vals []node.GenesisValidator
+	for _, a := range c.Genesis.Authorities {
+		pub, err := key.ParsePublic(a.PublicKey)
+		if err != nil {
+			return node.Genesis{}, fmt.Errorf("authority %s: public_key: %w", a.ID, err)
+		}
+		spec := tx.AuthoritySpec{ID: a.ID, NameZH: a.NameZH, NameEN: a.NameEN, Key: pub, Roles: a.Roles, Power: a.Power, Endpoint: a.Endpoint}
+		if spec.Roles == nil {
+			spec.Roles = []string{}
+		}
+		if a.ValidatorKey != "" {
+			vk, err := base64.StdEncoding.DecodeString(a.ValidatorKey)
+			if err != nil || len(vk) != 32 {
+				return node.Genesis{}, fmt.Errorf("authority %s: validator_key must be a base64 Ed25519 public key", a.ID)
+			}
+			spec.ValidatorKey = vk
+			vals = append(vals, node.GenesisValidator{Name: a.ID, PubKey: vk, Power: a.Power})
+		}
+		g.Authorities = append(g.Authorities, spec)
+	}
+	if len(vals) == 0 {
+		return node.Genesis{}, errors.New("no authority has a validator_key: the network needs at least one validator")
+	}
+	state, err := tx.Marshal(g)
+	if err != nil {
+		return node.Genesis{}, err
+	}
+	return node.Genesis{ChainID: c.ChainID, GenesisTime: c.Genesis.Time.UTC(), Validators: vals, AppState: state}, nil
+}
+
+func (c *Config) nodeConfig(home string) (node.Config, error) {
+	nc := node.Config{Home: home, ChainID: c.ChainID, Moniker: c.Moniker, P2PListen: c.P2P, PersistentPeers: c.PersistentPeers, Metrics: true, MaxTxBytes: tx.MaxBytes}
+	if c.TimeoutCommit != "" {
+		d, err := time.ParseDuration(c.TimeoutCommit)
+		if err != nil {
+			return nc, fmt.Errorf("%s: timeout_commit: %w", ConfigFile, err)
+		}
+		nc.TimeoutCommit = d
+	}
+	return nc, nil
+}

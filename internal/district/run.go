@@ -1,0 +1,199 @@
+package district
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	cmtjson "github.com/cometbft/cometbft/libs/json"
+	"github.com/prometheus/client_golang/prometheus"
+
+	abci "github.com/cometbft/cometbft/abci/types"
+
+	"github.com/imi-city/imi/internal/httpapi"
+	"github.com/imi-city/imi/internal/ledger"
+	"github.com/imi-city/imi/internal/node"
+)
+
+// RunOptions are the per-start settings that are not in imi.toml.
+type RunOptions struct {
+	// HTTP overrides the configured API address when set.
+	HTTP string
+	// Log receives the node's log; nil discards it.
+	Log *slog.Logger
+	// Ready is called once the API listens, with its address.
+	Ready func(Info)
+}
+
+// Info describes a running node, for the operator.
+type Info struct {
+	Home    string
+	HTTP    string
+	ChainID string
+	NodeID  string
+	Height  int64
+}
+
+// metricsOnce guards the process-wide Prometheus registration: a process
+// runs one node outside tests.
+var ledgerMetrics *ledger.Metrics
+
+// Run runs the node in home until ctx ends, then shuts down cleanly: the
+// API stops taking requests, CometBFT stops, the state database closes.
+func Run(ctx context.Context, home string, opts RunOptions) error {
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg, err := LoadConfig(home)
+	if err != nil {
+		return err
+	}
+	nc, err := cfg.nodeConfig(home)
+	if err != nil {
+		return err
+	}
+	g, err := cfg.genesis()
+	if err != nil {
+		return fmt.Errorf("%s: genesis: %w", ConfigFile, err)
+	}
+	if err := node.WriteGenesis(nc, g); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("the [genesis] section of %s no longer matches this chain's genesis; after the first block, change authorities with `imi authority propose`: %w", ConfigFile, err)
+		}
+		return err
+	}
+	if ledgerMetrics == nil {
+		ledgerMetrics = ledger.NewMetrics(prometheus.DefaultRegisterer)
+	} else {
+		nc.Metrics = false
+	}
+	app, err := ledger.Open(filepath.Join(home, "state"), log, ledgerMetrics)
+	if err != nil {
+		return err
+	}
+	defer app.Close()
+	n, err := node.Start(ctx, nc, app, log.With("module", "cometbft"))
+	if err != nil {
+		return fmt.Errorf("couldn't start the node: %w", err)
+	}
+	defer n.Stop()
+
+	addr := cfg.HTTP
+	if opts.HTTP != "" {
+		addr = opts.HTTP
+	}
+	if addr == "" {
+		addr = "127.0.0.1:8080"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("couldn't listen for the API on %s: %w", addr, err)
+	}
+	api := httpapi.New(app, chain{n}, httpapi.Config{}, log.With("module", "http"))
+	srv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      90 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	st := n.Status()
+	log.Info("node running", "chain_id", st.ChainID, "node_id", st.NodeID, "http", ln.Addr().String(), "height", st.LatestHeight)
+	if opts.Ready != nil {
+		opts.Ready(Info{Home: home, HTTP: ln.Addr().String(), ChainID: st.ChainID, NodeID: st.NodeID, Height: st.LatestHeight})
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		return fmt.Errorf("the API server stopped: %w", err)
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("API shutdown", "err", err)
+	}
+	if err := n.Stop(); err != nil {
+		return fmt.Errorf("couldn't stop the node cleanly: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// chain adapts node.Node to what the API needs.
+type chain struct{ n *node.Node }
+
+func (c chain) Submit(ctx context.Context, raw []byte) (*abci.ResponseCheckTx, error) {
+	res, err := c.n.CheckTx(ctx, raw)
+	switch {
+	case errors.Is(err, node.ErrTxInCache):
+		return nil, fmt.Errorf("%w: %w", httpapi.ErrInCache, err)
+	case errors.Is(err, node.ErrMempoolFull):
+		return nil, fmt.Errorf("%w: %w", httpapi.ErrMempoolFull, err)
+	case errors.Is(err, node.ErrTxTooLarge):
+		return nil, fmt.Errorf("%w: %w", httpapi.ErrTooLarge, err)
+	}
+	return res, err
+}
+
+func (c chain) Status() httpapi.ChainStatus {
+	s := c.n.Status()
+	out := httpapi.ChainStatus{
+		NodeID: s.NodeID, LatestHeight: s.LatestHeight, LatestAppHash: hex.EncodeToString(s.LatestAppHash),
+		LatestBlock: hex.EncodeToString(s.LatestBlockHash), LatestTime: s.LatestBlockTime, CatchingUp: s.CatchingUp, Peers: s.Peers,
+	}
+	for _, v := range s.Validators {
+		out.Validators = append(out.Validators, httpapi.Validator{Address: hex.EncodeToString(v.Address), PubKey: base64.StdEncoding.EncodeToString(v.PubKey), Power: v.Power})
+	}
+	return out
+}
+
+// SignedBlock is the light-client evidence for one block: its header, the
+// commit signing it and the validator set that signed.
+type SignedBlock struct {
+	Header     any `json:"header"`
+	Commit     any `json:"commit"`
+	Validators any `json:"validators"`
+	Canonical  bool `json:"canonical"`
+}
+
+func (c chain) Commit(h int64) (any, error) {
+	b, err := c.n.Block(h)
+	if err != nil {
+		return nil, err
+	}
+	vals, err := c.n.ValidatorSet(h)
+	if err != nil {
+		return nil, err
+	}
+	enc := func(v any) (any, error) {
+		raw, err := cmtjson.Marshal(v)
+		return jsonRaw(raw), err
+	}
+	hdr, err := enc(b.Header)
+	if err != nil {
+		return nil, err
+	}
+	cm, err := enc(b.Commit)
+	if err != nil {
+		return nil, err
+	}
+	vs, err := enc(vals)
+	if err != nil {
+		return nil, err
+	}
+	return SignedBlock{Header: hdr, Commit: cm, Validators: vs, Canonical: b.Canonical}, nil
+}
