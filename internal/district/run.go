@@ -164,9 +164,9 @@ func (c chain) Status() httpapi.ChainStatus {
 // SignedBlock is the light-client evidence for one block: its header, the
 // commit signing it and the validator set that signed.
 type SignedBlock struct {
-	Header     any `json:"header"`
-	Commit     any `json:"commit"`
-	Validators any `json:"validators"`
+	Header     any  `json:"header"`
+	Commit     any  `json:"commit"`
+	Validators any  `json:"validators"`
 	Canonical  bool `json:"canonical"`
 }
 

@@ -449,4 +449,3 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request) error {
 	}
 	return writeJSON(w, http.StatusOK, c)
 }
-

@@ -32,7 +32,7 @@ const (
 	MaxBytes = 16 << 10
 	// MaxLanes bounds the independent sequence lanes of one signer. Lanes let
 	// several counters of one registrar submit in parallel, each in order.
-	MaxLanes = 256
+	MaxLanes  = 256
 	signLabel = "imi/v1/tx"
 )
 
