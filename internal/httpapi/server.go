@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	abci "github.com/cometbft/cometbft/abci/types"
@@ -223,7 +224,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) error {
 		return err
 	case ct.Code != 0:
 		c := ledger.Code(ct.Code)
-		p := problem(rejectStatus(c), c.Name(), c.Message(), c.MessageZH(), ct.Log)
+		p := problem(rejectStatus(c), c.Name(), c.Message(), c.MessageZH(), detailOf(c, ct.Log))
 		p.Code, p.TxHash = ct.Code, hexHash
 		return p
 	}
@@ -244,11 +245,17 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) committed(w http.ResponseWriter, hash string, res *ledger.TxResult) error {
 	if res.Code != ledger.OK {
-		p := problem(rejectStatus(res.Code), res.Code.Name(), res.Code.Message(), res.Code.MessageZH(), res.Log)
+		p := problem(rejectStatus(res.Code), res.Code.Name(), res.Code.Message(), res.Code.MessageZH(), detailOf(res.Code, res.Log))
 		p.Code, p.TxHash = uint32(res.Code), hash
 		return p
 	}
 	return writeJSON(w, http.StatusOK, SubmitResponse{Hash: hash, Status: "committed", Height: res.Height, Code: 0, Reason: "ok"})
+}
+
+// detailOf strips the code's own message from a log line, leaving the detail.
+func detailOf(c ledger.Code, log string) string {
+	d := strings.TrimPrefix(log, c.Message())
+	return strings.TrimPrefix(d, ": ")
 }
 
 func rejectStatus(c ledger.Code) int {

@@ -24,6 +24,7 @@ import (
 	abcitypes "github.com/cometbft/cometbft/abci/types"
 	cmtcfg "github.com/cometbft/cometbft/config"
 	cmtjson "github.com/cometbft/cometbft/libs/json"
+	cmtlog "github.com/cometbft/cometbft/libs/log"
 	mempl "github.com/cometbft/cometbft/mempool"
 	cmtnode "github.com/cometbft/cometbft/node"
 	"github.com/cometbft/cometbft/proxy"
@@ -164,9 +165,12 @@ func Start(ctx context.Context, cfg Config, app abcitypes.Application, logger *s
 
 // abandon releases what NewNode set up for a node that won't run.
 func abandon(cn *cmtnode.Node, dbs *dbSet) error {
-	// OnStop directly: Stop refuses a node that never started. It closes
-	// the event bus, transport and stores; it logs that the switch wasn't
-	// running.
+	// OnStop directly, as Stop refuses a node that never started: it stops
+	// the event bus and closes the transport and stores. Silenced, because
+	// it complains at error level that the switch never started; database
+	// errors still come back through dbs.
+	cn.Switch().SetLogger(cmtlog.NewNopLogger())
+	cn.SetLogger(cmtlog.NewNopLogger())
 	cn.OnStop()
 	var errs []error
 	if err := cn.ProxyApp().Stop(); err != nil {
