@@ -287,4 +287,3 @@ func TestInitChain(t *testing.T) {
 		})
 	}
 }
-

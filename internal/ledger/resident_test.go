@@ -17,18 +17,19 @@ func TestRotateKey(t *testing.T) {
 
 	refusals := []struct {
 		name string
-		raw  []byte
+		k    key.Private
+		to   key.Public
 		want ledger.Code
 	}{
-		{"to the same key", d.tx(d.alice.party, &tx.RotateKey{NewKey: d.alice.key.Public()}), ledger.CodeInvalidField},
-		{"to the zero key", d.tx(d.alice.party, &tx.RotateKey{}), ledger.CodeInvalidField},
-		{"to the recovery key", d.tx(d.alice.party, &tx.RotateKey{NewKey: d.alice.recovery.Public()}), ledger.CodeInvalidField},
-		{"signed by the new key", d.txAs(d.alice.did, k2, &tx.RotateKey{NewKey: k2.Public()}), ledger.CodeBadSignature},
-		{"signed by the recovery key", d.txAs(d.alice.did, d.alice.recovery, &tx.RotateKey{NewKey: k2.Public()}), ledger.CodeBadSignature},
+		{"to the same key", d.alice.key, d.alice.key.Public(), ledger.CodeInvalidField},
+		{"to the zero key", d.alice.key, key.Public{}, ledger.CodeInvalidField},
+		{"to the recovery key", d.alice.key, d.alice.recovery.Public(), ledger.CodeInvalidField},
+		{"signed by the new key", k2, k2.Public(), ledger.CodeBadSignature},
+		{"signed by the recovery key", d.alice.recovery, k2.Public(), ledger.CodeBadSignature},
 	}
 	for _, tt := range refusals {
 		t.Run(tt.name, func(t *testing.T) {
-			d.want1(tt.raw, tt.want)
+			d.want1(d.txAs(d.alice.did, tt.k, &tx.RotateKey{NewKey: tt.to}), tt.want)
 			if r := d.resident(d.alice.did); r.KeyVersion != 1 {
 				t.Errorf("key version %d after a refusal", r.KeyVersion)
 			}
@@ -150,17 +151,25 @@ func TestSelfDeactivation(t *testing.T) {
 	k2 := seedKey(t, "alice key 2")
 	later := []struct {
 		name string
-		raw  []byte
+		raw  func() []byte
 	}{
-		{"rotate", d.tx(d.alice.party, &tx.RotateKey{NewKey: k2.Public()})},
-		{"recover", d.txAs(d.alice.did, d.alice.recovery, &tx.Recover{RecoveryKey: d.alice.recovery.Public(), NewKey: k2.Public(), NewRecoveryHash: key.RecoveryHash(seedKey(t, "r").Public())})},
-		{"deactivate again", d.tx(d.alice.party, &tx.Deactivate{DID: d.alice.did, Reason: ledger.ReasonResidentRequest})},
-		{"registrar deactivates", d.tx(d.psb.party, &tx.Deactivate{DID: d.alice.did, Reason: ledger.ReasonDeceased})},
-		{"registrar reproofs", d.tx(d.psb.party, &tx.Reproof{DID: d.alice.did, UniquenessTag: d.alice.tag, NewKey: k2.Public(), NewRecoveryHash: key.RecoveryHash(seedKey(t, "r").Public()), Assurance: "high"})},
+		{"rotate", func() []byte { return d.tx(d.alice.party, &tx.RotateKey{NewKey: k2.Public()}) }},
+		{"recover", func() []byte {
+			return d.txAs(d.alice.did, d.alice.recovery, &tx.Recover{RecoveryKey: d.alice.recovery.Public(), NewKey: k2.Public(), NewRecoveryHash: key.RecoveryHash(seedKey(t, "r").Public())})
+		}},
+		{"deactivate again", func() []byte {
+			return d.tx(d.alice.party, &tx.Deactivate{DID: d.alice.did, Reason: ledger.ReasonResidentRequest})
+		}},
+		{"registrar deactivates", func() []byte {
+			return d.tx(d.psb.party, &tx.Deactivate{DID: d.alice.did, Reason: ledger.ReasonDeceased})
+		}},
+		{"registrar reproofs", func() []byte {
+			return d.tx(d.psb.party, &tx.Reproof{DID: d.alice.did, UniquenessTag: d.alice.tag, NewKey: k2.Public(), NewRecoveryHash: key.RecoveryHash(seedKey(t, "r").Public()), Assurance: "high"})
+		}},
 	}
 	for _, tt := range later {
 		t.Run(tt.name, func(t *testing.T) {
-			d.want1(tt.raw, ledger.CodeDeactivated)
+			d.want1(tt.raw(), ledger.CodeDeactivated)
 		})
 	}
 	// The person stays registered: the tag is not released.
@@ -313,7 +322,7 @@ func TestResolveHistory(t *testing.T) {
 	d.ok(d.tx(d.psb.party, d.alice.register())) // 1
 	d.block()                                   // 2
 	k2 := seedKey(t, "alice key 2")
-	d.ok(d.tx(d.alice.party, &tx.RotateKey{NewKey: k2.Public()})) // 3
+	d.ok(d.tx(d.alice.party, &tx.RotateKey{NewKey: k2.Public()}))                                                 // 3
 	d.ok(d.tx(d.alice.party.withKey(k2), &tx.Deactivate{DID: d.alice.did, Reason: ledger.ReasonResidentRequest})) // 4
 
 	for h, want := range map[int64]string{1: jwkX(d.alice.key.Public()), 2: jwkX(d.alice.key.Public()), 3: jwkX(k2.Public())} {

@@ -157,6 +157,10 @@ func (c Config) cometConfig() (*cmtcfg.Config, error) {
 	// clean: the exchange's address book saves itself from a goroutine that
 	// outlives the node's Stop, and nothing exported can wait for it.
 	cc.P2P.PexReactor = false
+	// Without peer exchange the address book only records connected peers;
+	// strictness would just log errors for the private addresses a city
+	// network is likely to use.
+	cc.P2P.AddrBookStrict = false
 
 	// An empty address turns CometBFT's RPC server off; node.OnStart checks.
 	cc.RPC.ListenAddress = c.CometRPCListen

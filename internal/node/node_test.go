@@ -44,7 +44,7 @@ func testConfig(t testing.TB) Config {
 		P2PListen:           freeP2P(t),
 		TimeoutCommit:       50 * time.Millisecond,
 		EmptyBlocksInterval: 200 * time.Millisecond,
-		LogLevel:            slog.LevelInfo,
+		LogLevel:            slog.LevelWarn,
 	}
 }
 
