@@ -27,7 +27,6 @@ func Example() {
 		Home:      home,
 		ChainID:   "imi-example",
 		P2PListen: "tcp://127.0.0.1:0", // any free port
-		LogLevel:  slog.LevelError,
 	}
 	validatorKey, _, err := node.EnsureKeys(cfg)
 	if err != nil {
@@ -43,8 +42,7 @@ func Example() {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	n, err := node.Start(ctx, cfg, kvstore.NewInMemoryApplication(), quiet)
+	n, err := node.Start(ctx, cfg, kvstore.NewInMemoryApplication(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -29,8 +29,9 @@ type Genesis struct {
 	GenesisTime time.Time
 	// Validators is the initial validator set; at least one.
 	Validators []GenesisValidator
-	// AppState is handed to the application's InitChain as is. Empty, or
-	// valid JSON.
+	// AppState is the application's initial state, handed to its
+	// InitChain. Empty, or valid JSON. Its whitespace is not kept: the file
+	// indents it, and ReadGenesis returns it compacted.
 	AppState json.RawMessage
 }
 
@@ -100,7 +101,13 @@ func ReadGenesis(cfg Config) (Genesis, error) {
 	g := Genesis{
 		ChainID:     doc.ChainID,
 		GenesisTime: doc.GenesisTime,
-		AppState:    doc.AppState,
+	}
+	if len(doc.AppState) > 0 {
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, doc.AppState); err != nil {
+			return Genesis{}, fmt.Errorf("couldn't read genesis: app_state: %w", err)
+		}
+		g.AppState = buf.Bytes()
 	}
 	for _, v := range doc.Validators {
 		pk, ok := v.PubKey.(cmted25519.PubKey)
