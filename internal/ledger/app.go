@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sync"
 
@@ -220,7 +221,7 @@ func checkGenesisValidators(got, want []abci.ValidatorUpdate) error {
 func (a *App) CheckTx(_ context.Context, req *abci.RequestCheckTx) (*abci.ResponseCheckTx, error) {
 	// The lock keeps NextSeq readers off the overlay while it changes.
 	a.mu.Lock()
-	_, rej := apply(a.check, req.Tx, execCtx{chainID: a.chainID, at: a.lastBlock, verifySig: req.Type == abci.CheckTxType_New})
+	_, _, rej := apply(a.check, req.Tx, execCtx{chainID: a.chainID, at: a.lastBlock, verifySig: req.Type == abci.CheckTxType_New})
 	a.mu.Unlock()
 	if rej != nil {
 		a.metrics.checkRejected(rej.Code)
@@ -237,10 +238,23 @@ func (a *App) FinalizeBlock(_ context.Context, req *abci.RequestFinalizeBlock) (
 	var vals []abci.ValidatorUpdate
 	a.staged = a.staged[:0]
 	a.stagedAt = c.at
+	pre := a.preverify(req.Txs)
 	for i, raw := range req.Txs {
-		eff, rej := apply(st, raw, c)
+		var (
+			t   *tx.Tx
+			eff *effect
+			rej *Rejection
+		)
+		if p := pre[i]; p.err != nil {
+			rej = reject(CodeMalformed, p.err.Error())
+		} else {
+			cc := c
+			cc.pre = p.verdict
+			t = p.t
+			eff, rej = applyDecoded(st, p.t, p.body, cc)
+		}
 		r := TxResult{Height: req.Height, Index: uint32(i)}
-		if t, _, err := tx.Decode(raw); err == nil {
+		if t != nil {
 			r.Type, r.Signer = string(t.Type), t.Signer
 		}
 		if rej != nil {
@@ -262,6 +276,41 @@ func (a *App) FinalizeBlock(_ context.Context, req *abci.RequestFinalizeBlock) (
 		a.metrics.delivered(r.Type, r.Code)
 	}
 	return &abci.ResponseFinalizeBlock{TxResults: results, ValidatorUpdates: vals, AppHash: a.tree.WorkingHash()}, nil
+}
+
+type preverified struct {
+	t       *tx.Tx
+	body    tx.Body
+	err     error
+	verdict *sigVerdict
+}
+
+// preverify decodes the block's transactions and checks their signatures
+// against the signers' keys at the last commit, spread over the CPUs.
+// Signature checks dominate a block's cost and are independent of order.
+func (a *App) preverify(txs [][]byte) []preverified {
+	out := make([]preverified, len(txs))
+	st := a.committed()
+	workers := min(runtime.GOMAXPROCS(0), max(1, len(txs)/16))
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(txs); i += workers {
+				p := &out[i]
+				p.t, p.body, p.err = tx.Decode(txs[i])
+				if p.err != nil {
+					continue
+				}
+				if k, ok := signingKey(st, p.t, p.body); ok {
+					p.verdict = &sigVerdict{key: k, ok: p.t.VerifySig(k)}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return out
 }
 
 // Commit persists the block's state as version = height and resets the

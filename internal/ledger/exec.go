@@ -60,6 +60,16 @@ type execCtx struct {
 	// verifySig is false only when CheckTx re-checks a transaction whose
 	// signature it already verified; FinalizeBlock always verifies.
 	verifySig bool
+	// pre, when set, is a signature verdict computed ahead (in parallel)
+	// against the key the signer had at the last commit. It is used only if
+	// the key needed now is that same key; verification is a pure function
+	// of key and bytes, so the result is the same as verifying again.
+	pre *sigVerdict
+}
+
+type sigVerdict struct {
+	key key.Public
+	ok  bool
 }
 
 // effect is what a transaction changes beyond state: a validator-set update.
@@ -74,11 +84,34 @@ type validatorChange struct {
 
 // apply validates raw against st and, if it is accepted, writes its effects
 // to st. It is the whole state machine: CheckTx and FinalizeBlock both call it.
-func apply(st kv, raw []byte, c execCtx) (*effect, *Rejection) {
+func apply(st kv, raw []byte, c execCtx) (*tx.Tx, *effect, *Rejection) {
 	t, body, err := tx.Decode(raw)
 	if err != nil {
-		return nil, reject(CodeMalformed, err.Error())
+		return nil, nil, reject(CodeMalformed, err.Error())
 	}
+	eff, rej := applyDecoded(st, t, body, c)
+	return t, eff, rej
+}
+
+// signingKey guesses which key must have signed t, from state st: the
+// recovery key a recovery reveals, else the signer's current key. A wrong
+// guess costs only a second verification.
+func signingKey(st kv, t *tx.Tx, body tx.Body) (key.Public, bool) {
+	if r, ok := body.(*tx.Recover); ok {
+		return r.RecoveryKey, true
+	}
+	if id := st.get([]byte(pAuthorityBy + t.Signer)); id != nil {
+		if a := getAuthority(st, string(id)); a != nil {
+			return a.Key, true
+		}
+	}
+	if r := getResident(st, t.Signer); r != nil {
+		return r.Key, true
+	}
+	return key.Public{}, false
+}
+
+func applyDecoded(st kv, t *tx.Tx, body tx.Body, c execCtx) (*effect, *Rejection) {
 	if t.ChainID != c.chainID {
 		return nil, reject(CodeWrongChain, fmt.Sprintf("made for %q, this is %q", clip(t.ChainID), c.chainID))
 	}
@@ -132,7 +165,16 @@ type txExec struct {
 }
 
 func (x *txExec) checkSig(k key.Public) *Rejection {
-	if x.c.verifySig && !x.t.VerifySig(k) {
+	if !x.c.verifySig {
+		return nil
+	}
+	ok := false
+	if p := x.c.pre; p != nil && p.key.Equal(k) {
+		ok = p.ok
+	} else {
+		ok = x.t.VerifySig(k)
+	}
+	if !ok {
 		return reject(CodeBadSignature, "")
 	}
 	return nil
