@@ -82,13 +82,15 @@ func newApp(db idb.DB, log *slog.Logger, m *Metrics) (*App, error) {
 	if err := a.refreshLatest(); err != nil {
 		return nil, err
 	}
-	a.chainID = getMeta(a.committed()).ChainID
+	a.chainID = getMeta(treeKV{a.latest}).ChainID
 	return a, nil
 }
 
 // Close releases the database.
 func (a *App) Close() error { return a.db.Close() }
 
+// refreshLatest points readers at the newest version. The caller holds
+// a.mu for writing, or is the constructor.
 func (a *App) refreshLatest() error {
 	v := a.tree.Version()
 	im, err := a.tree.GetImmutable(v)
@@ -98,18 +100,14 @@ func (a *App) refreshLatest() error {
 	if im == nil {
 		im = iavl.NewImmutableTree(idb.NewMemDB(), 0, true, iavl.NewNopLogger())
 	}
-	a.mu.Lock()
 	a.latest = im
 	a.check = newOverlay(treeKV{im})
-	a.mu.Unlock()
 	return nil
 }
 
-func (a *App) committed() kv {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
-	return treeKV{a.latest}
-}
+// committed is the last committed state, for ABCI calls only: CometBFT
+// never runs them concurrently with Commit.
+func (a *App) committed() kv { return treeKV{a.latest} }
 
 // treeKV adapts an iavl tree to kv.
 type treeKV struct {
@@ -316,11 +314,14 @@ func (a *App) preverify(txs [][]byte) []preverified {
 // Commit persists the block's state as version = height and resets the
 // mempool's view to it.
 func (a *App) Commit(context.Context, *abci.RequestCommit) (*abci.ResponseCommit, error) {
-	if _, _, err := a.tree.SaveVersion(); err != nil {
-		return nil, fmt.Errorf("couldn't save state: %w", err)
+	a.mu.Lock()
+	_, _, err := a.tree.SaveVersion()
+	if err == nil {
+		err = a.refreshLatest()
 	}
-	if err := a.refreshLatest(); err != nil {
-		return nil, err
+	a.mu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("couldn't save state: %w", err)
 	}
 	a.metrics.committed(a.tree.Version(), len(a.staged))
 	a.lastBlock = a.stagedAt

@@ -27,10 +27,10 @@ type view struct {
 }
 
 // at returns the committed state as of height h; h <= 0 means the latest.
+// The caller holds a.mu for reading until it is done with the view: iavl's
+// node database is not safe to read while SaveVersion writes it.
 func (a *App) at(h int64) (view, error) {
-	a.mu.RLock()
 	latest := a.latest
-	a.mu.RUnlock()
 	v := latest.Version()
 	if v == 0 {
 		return view{}, ErrNoVersions
@@ -56,10 +56,16 @@ func (a *App) Height() int64 {
 }
 
 // ChainID is the chain this state belongs to.
-func (a *App) ChainID() string { return getMeta(a.committed()).ChainID }
+func (a *App) ChainID() string {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return getMeta(treeKV{a.latest}).ChainID
+}
 
 // Meta returns the network facts as of height h.
 func (a *App) Meta(h int64) (*Meta, int64, error) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
 	v, err := a.at(h)
 	if err != nil {
 		return nil, 0, err
@@ -69,6 +75,8 @@ func (a *App) Meta(h int64) (*Meta, int64, error) {
 
 // Authorities lists the authorities as of height h, in id order.
 func (a *App) Authorities(h int64) ([]Authority, int64, error) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
 	v, err := a.at(h)
 	if err != nil {
 		return nil, 0, err
@@ -86,6 +94,8 @@ func (a *App) Authorities(h int64) ([]Authority, int64, error) {
 
 // Proposals lists every proposal as of height h, oldest first.
 func (a *App) Proposals(h int64) ([]Proposal, int64, error) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
 	v, err := a.at(h)
 	if err != nil {
 		return nil, 0, err
@@ -103,6 +113,8 @@ func (a *App) Proposals(h int64) ([]Proposal, int64, error) {
 
 // Proposal returns one proposal.
 func (a *App) Proposal(id string, h int64) (*Proposal, int64, error) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
 	v, err := a.at(h)
 	if err != nil {
 		return nil, 0, err
@@ -116,6 +128,8 @@ func (a *App) Proposal(id string, h int64) (*Proposal, int64, error) {
 
 // ResidentRecord returns the raw DID record of a resident.
 func (a *App) ResidentRecord(d string, h int64) (*Resident, int64, error) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
 	v, err := a.at(h)
 	if err != nil {
 		return nil, 0, err
@@ -137,8 +151,10 @@ func (a *App) NextSeq(signer string, lane uint32) uint64 {
 
 // TxResult returns the committed outcome of the transaction with hash.
 func (a *App) TxResult(hash [32]byte) (*TxResult, error) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
 	var r TxResult
-	if !getJSON(a.committed(), txResultKey(hash), &r) {
+	if !getJSON(treeKV{a.latest}, txResultKey(hash), &r) {
 		return nil, ErrNotFound
 	}
 	return &r, nil
@@ -146,6 +162,8 @@ func (a *App) TxResult(hash [32]byte) (*TxResult, error) {
 
 // Resolve resolves a DID (a resident's or an authority's) as of height h.
 func (a *App) Resolve(id string, h int64) (*did.Resolution, error) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
 	d, err := did.Parse(id)
 	if err != nil {
 		return nil, err
@@ -193,6 +211,8 @@ type Proof struct {
 
 // Prove returns the value under key at height h with its Merkle proof.
 func (a *App) Prove(k []byte, h int64) (*Proof, error) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
 	v, err := a.at(h)
 	if err != nil {
 		return nil, err
