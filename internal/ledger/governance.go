@@ -99,6 +99,7 @@ func (x *txExec) execute(p *Proposal, m *Meta) {
 		a := authorityFromSpec(s, x.c.at)
 		putAuthority(x.st, a)
 		x.st.set([]byte(pAuthorityBy+a.DID), []byte(a.ID))
+		x.st.set([]byte(pAuthorityGone+a.DID), nil)
 		m.Authorities = append(m.Authorities, a.ID)
 		slices.Sort(m.Authorities)
 		putMeta(x.st, m)
@@ -109,6 +110,9 @@ func (x *txExec) execute(p *Proposal, m *Meta) {
 		a := getAuthority(x.st, s.ID)
 		x.st.set([]byte(pAuthority+a.ID), nil)
 		x.st.set([]byte(pAuthorityBy+a.DID), nil)
+		// The DID keeps resolving, as deactivated, so that what the
+		// authority signed before can still be attributed.
+		putJSON(x.st, []byte(pAuthorityGone+a.DID), RemovedAuthority{Authority: *a, Removed: x.c.at})
 		m.Authorities = slices.DeleteFunc(m.Authorities, func(id string) bool { return id == a.ID })
 		putMeta(x.st, m)
 		if a.Power > 0 {

@@ -195,6 +195,17 @@ func (a *App) Resolve(id string, h int64) (*did.Resolution, error) {
 		res.Metadata = did.Metadata{Created: au.Added.Time, Updated: au.Added.Time, VersionID: fmt.Sprint(au.Added.Height), Kind: "authority"}
 		return res, nil
 	}
+	var gone RemovedAuthority
+	if getJSON(st, []byte(pAuthorityGone+d.String()), &gone) {
+		doc := did.NewDocument(d, gone.Authority.Key, 1, true)
+		res.Document = &doc
+		res.Metadata = did.Metadata{
+			Created: gone.Authority.Added.Time, Updated: gone.Removed.Time, Deactivated: true,
+			VersionID: fmt.Sprint(gone.Removed.Height), Kind: "authority",
+			DeactivationReason: "removed from the consortium",
+		}
+		return res, nil
+	}
 	return nil, ErrNotFound
 }
 

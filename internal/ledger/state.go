@@ -16,14 +16,15 @@ import (
 // Key prefixes of the Merkle-committed state. Everything the ledger knows is
 // under one of them, so the app hash covers all of it.
 const (
-	pAuthority   = "auth/"    // authority id -> Authority
-	pAuthorityBy = "authdid/" // authority DID -> id
-	pDID         = "did/"     // resident DID -> Resident
-	pUnique      = "uniq/"    // uniqueness tag -> DID
-	pSeq         = "seq/"     // signer/lane -> next sequence number
-	pProposal    = "prop/"    // proposal id -> Proposal
-	pTxResult    = "txr/"     // tx hash (hex) -> TxResult
-	kMeta        = "meta"     // Meta
+	pAuthority     = "auth/"     // authority id -> Authority
+	pAuthorityBy   = "authdid/"  // authority DID -> id
+	pAuthorityGone = "authgone/" // removed authority's DID -> RemovedAuthority
+	pDID           = "did/"      // resident DID -> Resident
+	pUnique        = "uniq/"     // uniqueness tag -> DID
+	pSeq           = "seq/"      // signer/lane -> next sequence number
+	pProposal      = "prop/"     // proposal id -> Proposal
+	pTxResult      = "txr/"      // tx hash (hex) -> TxResult
+	kMeta          = "meta"      // Meta
 )
 
 // Assurance levels a registrar may attest.
@@ -73,6 +74,12 @@ type Authority struct {
 
 // HasRole reports whether a holds role r.
 func (a *Authority) HasRole(r string) bool { return slices.Contains(a.Roles, r) }
+
+// RemovedAuthority is what remains of an authority the consortium removed.
+type RemovedAuthority struct {
+	Authority Authority `json:"authority"`
+	Removed   Stamp     `json:"removed"`
+}
 
 // Attestation is the registrar's statement that it proofed the resident.
 type Attestation struct {
