@@ -167,11 +167,33 @@ func (b Block) Verify(chainID string, vals *cmttypes.ValidatorSet) error {
 	if vals == nil || vals.IsNilOrEmpty() {
 		return errors.New("no validators to verify against")
 	}
+	// b and vals may come from an untrusted node, and CometBFT panics on
+	// malformed keys and excessive total power, so check those first. IMI
+	// validators have ed25519 keys only, as WriteGenesis ensures.
+	var total int64
+	for i, v := range vals.Validators {
+		if v == nil {
+			return fmt.Errorf("invalid validator %d: missing", i)
+		}
+		if pk, ok := v.PubKey.(cmted25519.PubKey); !ok || len(pk) != cmted25519.PubKeySize {
+			return fmt.Errorf("invalid validator %d: want a %d-byte ed25519 key", i, cmted25519.PubKeySize)
+		}
+		if err := v.ValidateBasic(); err != nil {
+			return fmt.Errorf("invalid validator %d: %w", i, err)
+		}
+		if v.VotingPower > cmttypes.MaxTotalVotingPower-total {
+			return errors.New("validators' total voting power out of range")
+		}
+		total += v.VotingPower
+	}
 	if b.Header.ChainID != chainID {
 		return fmt.Errorf("block is for chain %q, want %q", b.Header.ChainID, chainID)
 	}
 	if err := b.Header.ValidateBasic(); err != nil {
 		return fmt.Errorf("invalid header: %w", err)
+	}
+	if err := b.Commit.ValidateBasic(); err != nil {
+		return fmt.Errorf("invalid commit: %w", err)
 	}
 	if !bytes.Equal(b.Header.ValidatorsHash, vals.Hash()) {
 		return fmt.Errorf("validator set %X is not the header's %X", vals.Hash(), b.Header.ValidatorsHash)

@@ -131,15 +131,36 @@ func readGenesisDoc(path string) (*cmttypes.GenesisDoc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("couldn't read genesis: %w", err)
 	}
+	doc, err := parseGenesisDoc(data)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't read genesis %s: %w", path, err)
+	}
+	return doc, nil
+}
+
+func parseGenesisDoc(data []byte) (*cmttypes.GenesisDoc, error) {
 	var doc cmttypes.GenesisDoc
 	if err := cmtjson.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("couldn't parse genesis %s: %w", path, err)
+		return nil, err
 	}
 	if doc.GenesisTime.IsZero() {
-		return nil, fmt.Errorf("couldn't read genesis %s: genesis_time not set", path)
+		return nil, errors.New("genesis_time not set")
+	}
+	// ValidateAndComplete and CometBFT's start panic on some bad validator
+	// entries (no key, a key of the wrong size, duplicates).
+	vals := make([]GenesisValidator, len(doc.Validators))
+	for i, v := range doc.Validators {
+		pk, ok := v.PubKey.(cmted25519.PubKey)
+		if !ok {
+			return nil, fmt.Errorf("validator %d (%q) has a %T key, want ed25519", i, v.Name, v.PubKey)
+		}
+		vals[i] = GenesisValidator{Name: v.Name, PubKey: ed25519.PublicKey(pk), Power: v.Power}
+	}
+	if err := checkValidators(vals); err != nil {
+		return nil, err
 	}
 	if err := doc.ValidateAndComplete(); err != nil {
-		return nil, fmt.Errorf("couldn't validate genesis %s: %w", path, err)
+		return nil, err
 	}
 	return &doc, nil
 }
@@ -163,21 +184,10 @@ func (g Genesis) genesisDoc() (*cmttypes.GenesisDoc, error) {
 		InitialHeight: 1,
 		AppState:      g.AppState,
 	}
-	seen := make(map[string]bool)
-	var total int64
-	for i, v := range g.Validators {
-		// These would make CometBFT panic at start rather than fail here.
-		if len(v.PubKey) != ed25519.PublicKeySize {
-			return nil, fmt.Errorf("validator %d (%q): public key is %d bytes, want %d", i, v.Name, len(v.PubKey), ed25519.PublicKeySize)
-		}
-		if seen[string(v.PubKey)] {
-			return nil, fmt.Errorf("validator %d (%q): public key listed twice", i, v.Name)
-		}
-		seen[string(v.PubKey)] = true
-		if v.Power <= 0 || v.Power > cmttypes.MaxTotalVotingPower-total {
-			return nil, fmt.Errorf("validator %d (%q): power %d out of range", i, v.Name, v.Power)
-		}
-		total += v.Power
+	if err := checkValidators(g.Validators); err != nil {
+		return nil, err
+	}
+	for _, v := range g.Validators {
 		doc.Validators = append(doc.Validators, cmttypes.GenesisValidator{
 			PubKey: cmted25519.PubKey(bytes.Clone(v.PubKey)),
 			Power:  v.Power,
@@ -188,4 +198,26 @@ func (g Genesis) genesisDoc() (*cmttypes.GenesisDoc, error) {
 		return nil, err
 	}
 	return doc, nil
+}
+
+// checkValidators rejects what would make CometBFT panic at start rather
+// than fail: keys of the wrong size, a key listed twice, power that isn't
+// positive or adds up past CometBFT's limit.
+func checkValidators(vals []GenesisValidator) error {
+	seen := make(map[string]bool)
+	var total int64
+	for i, v := range vals {
+		if len(v.PubKey) != ed25519.PublicKeySize {
+			return fmt.Errorf("validator %d (%q): public key is %d bytes, want %d", i, v.Name, len(v.PubKey), ed25519.PublicKeySize)
+		}
+		if seen[string(v.PubKey)] {
+			return fmt.Errorf("validator %d (%q): public key listed twice", i, v.Name)
+		}
+		seen[string(v.PubKey)] = true
+		if v.Power <= 0 || v.Power > cmttypes.MaxTotalVotingPower-total {
+			return fmt.Errorf("validator %d (%q): power %d out of range", i, v.Name, v.Power)
+		}
+		total += v.Power
+	}
+	return nil
 }

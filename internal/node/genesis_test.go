@@ -176,3 +176,31 @@ func TestReadGenesisWithoutTime(t *testing.T) {
 		t.Errorf("err = %v, want one about genesis_time", err)
 	}
 }
+
+// FuzzParseGenesis checks that no genesis file makes the parser panic, and
+// that whatever it accepts converts and writes back.
+func FuzzParseGenesis(f *testing.F) {
+	home := f.TempDir()
+	cfg := Config{Home: home, ChainID: "imi"}
+	if err := WriteGenesis(cfg, Genesis{GenesisTime: testGenesisTime,
+		Validators: []GenesisValidator{{Name: "v", PubKey: testPub(1), Power: 1}},
+		AppState:   json.RawMessage(`{"a":1}`)}); err != nil {
+		f.Fatal(err)
+	}
+	seed, err := os.ReadFile(cometPaths(cfg.cometHome()).GenesisFile())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seed)
+	f.Add([]byte(`{"genesis_time":"2025-01-01T00:00:00Z","chain_id":"x","validators":[{"power":"1"}]}`))
+	f.Add([]byte(`{"genesis_time":"2025-01-01T00:00:00Z","chain_id":"x","consensus_params":{}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		doc, err := parseGenesisDoc(data)
+		if err != nil {
+			return
+		}
+		if doc.GenesisTime.IsZero() || doc.ChainID == "" {
+			t.Fatalf("accepted genesis without time or chain ID: %s", data)
+		}
+	})
+}

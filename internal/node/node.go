@@ -75,8 +75,8 @@ type Node struct {
 // life, which ends with Stop. If the genesis time is in the future, Start
 // waits until then. A nil logger means slog.Default().
 //
-// app is called from CometBFT's goroutines, one call at a time (see the
-// comment at NewLocalClientCreator below). Stop doesn't close app.
+// CometBFT calls app from its own goroutines, but never two calls at once.
+// Stop doesn't close app.
 func Start(ctx context.Context, cfg Config, app abcitypes.Application, logger *slog.Logger) (*Node, error) {
 	if logger == nil {
 		logger = slog.Default()
@@ -113,11 +113,11 @@ func Start(ctx context.Context, cfg Config, app abcitypes.Application, logger *s
 	dbs := new(dbSet)
 	cn, err := cmtnode.NewNodeWithContext(ctx, cc, pv, nodeKey,
 		// One mutex around all four ABCI connections (consensus, mempool,
-		// query, snapshot), so app never sees two calls at once: a Query or
-		// CheckTx can't observe FinalizeBlock's half-applied state. The
-		// connection-synchronised creator would let CheckTx and Query run
-		// alongside block execution, which is faster only for an app built
-		// for it; ours keeps one plain state, and IMI's load is low.
+		// query, snapshot): app never sees two calls at once and needs no
+		// locking of its own. The connection-synchronised creator gives
+		// each connection its own mutex, so CheckTx and Query would run
+		// during FinalizeBlock and Commit; that is faster only for an app
+		// that guards its state itself, and IMI's load doesn't call for it.
 		proxy.NewLocalClientCreator(app),
 		func() (*cmttypes.GenesisDoc, error) { return genesis, nil },
 		dbs.provider,
