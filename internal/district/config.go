@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -132,6 +133,12 @@ func (c *Config) genesis() (node.Genesis, error) {
 
 func (c *Config) nodeConfig(home string) (node.Config, error) {
 	nc := node.Config{Home: home, ChainID: c.ChainID, Moniker: c.Moniker, P2PListen: c.P2P, PersistentPeers: c.PersistentPeers, Metrics: true, MaxTxBytes: tx.MaxBytes}
+	// CometBFT reports every block at info; an operator wants those only
+	// when debugging.
+	nc.LogLevel = slog.LevelWarn
+	if c.LogLevel == "debug" {
+		nc.LogLevel = slog.LevelDebug
+	}
 	if c.TimeoutCommit != "" {
 		d, err := time.ParseDuration(c.TimeoutCommit)
 		if err != nil {

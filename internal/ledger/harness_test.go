@@ -157,6 +157,13 @@ type chain struct {
 	// and every block's updates; an update CometBFT would refuse (and halt
 	// on) fails the test.
 	vals *cmttypes.ValidatorSet
+	// blocks records every block, so that another App can be fed the same.
+	blocks []recordedBlock
+}
+
+type recordedBlock struct {
+	at  time.Time
+	txs [][]byte
 }
 
 type seqKey struct {
@@ -288,6 +295,7 @@ func (c *chain) finalize(at time.Time, txs ...[]byte) *abci.ResponseFinalizeBloc
 	}
 	c.hashes[c.height] = res.AppHash
 	c.last = res
+	c.blocks = append(c.blocks, recordedBlock{at: at, txs: txs})
 	if err := c.applyValidatorUpdates(res.ValidatorUpdates); err != nil {
 		c.t.Errorf("height %d: CometBFT would refuse the validator updates %v and halt: %v", c.height, res.ValidatorUpdates, err)
 	}

@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 
 	abci "github.com/cometbft/cometbft/abci/types"
@@ -235,4 +236,75 @@ func TestCheckTxRechecksSkipSignature(t *testing.T) {
 		t.Errorf("CheckTx(recheck) = %s, want ok (signature not re-verified)", got.Name())
 	}
 	d.want1(bad, ledger.CodeBadSignature)
+}
+
+// TestSignaturesWhenKeysChangeInTheBlock: a block's signatures may be
+// checked ahead against the keys of the last commit; a key that changes
+// earlier in the same block must still decide.
+func TestSignaturesWhenKeysChangeInTheBlock(t *testing.T) {
+	d := withAlice(t)
+	k2 := seedKey(t, "alice key 2")
+	k3 := seedKey(t, "alice key 3")
+	water := newAuthority(t, "water", 0, ledger.RoleRegistrar)
+	carol := newResident(t, "carol", 3)
+	d.want([][]byte{
+		// bob is registered and acts in the same block.
+		d.tx(d.psb.party, d.bob.register()),
+		d.tx(d.bob.party, &tx.RotateKey{NewKey: seedKey(t, "bob 2").Public()}),
+		// alice rotates, then signs with the new key: accepted ...
+		d.tx(d.alice.party, &tx.RotateKey{NewKey: k2.Public()}),
+		d.txAs(d.alice.did, k2, &tx.RotateKey{NewKey: k3.Public()}),
+		// ... and with a key that was current at the last commit: refused.
+		build(t, testChainID, d.alice.did, 0, 2, &tx.Deactivate{DID: d.alice.did, Reason: ledger.ReasonResidentRequest}, d.alice.key),
+		build(t, testChainID, d.alice.did, 0, 2, &tx.Deactivate{DID: d.alice.did, Reason: ledger.ReasonResidentRequest}, k2),
+		build(t, testChainID, d.alice.did, 0, 2, &tx.Deactivate{DID: d.alice.did, Reason: ledger.ReasonResidentRequest}, k3),
+	}, ledger.OK, ledger.OK, ledger.OK, ledger.OK, ledger.CodeBadSignature, ledger.CodeBadSignature, ledger.OK)
+
+	// An authority removed earlier in a block cannot sign later in it; one
+	// added earlier can.
+	d.ok(d.tx(d.psb.party, propose(tx.ActionAddAuthority, water.spec)), d.tx(d.hrss.party, propose(tx.ActionRemoveAuthority, tx.AuthoritySpec{ID: "med"})))
+	d.ok(d.tx(d.hrss.party, vote("p-1")), d.tx(d.psb.party, vote("p-2")))
+	d.want([][]byte{
+		d.tx(d.tax.party, vote("p-2")), // med leaves: 3 authorities
+		d.tx(d.tax.party, vote("p-1")), // 3 of 3: water joins
+		d.tx(water.party, carol.register()),
+		d.tx(d.med.party, propose(tx.ActionRemoveAuthority, tx.AuthoritySpec{ID: "tax"})),
+	}, ledger.OK, ledger.OK, ledger.OK, ledger.CodeUnknownSigner)
+}
+
+// TestLargeBlock: a block big enough to be checked by several workers gives
+// each transaction its own verdict, in order.
+func TestLargeBlock(t *testing.T) {
+	d := newDistrict(t, memApp(t))
+	var txs [][]byte
+	var want []ledger.Code
+	for i := range 200 {
+		r := newResident(t, fmt.Sprint("resident ", i), 100+i)
+		raw := build(t, testChainID, d.psb.did, 0, uint64(len(txs)-countBad(want)), r.register(), d.psb.key)
+		code := ledger.OK
+		if i%7 == 3 {
+			x, _, err := tx.Decode(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			x.Sig[i%64] ^= 0x10
+			raw, code = x.Encode(), ledger.CodeBadSignature
+		}
+		txs = append(txs, raw)
+		want = append(want, code)
+	}
+	d.want(txs, want...)
+	if meta, _, _ := d.app.Meta(0); meta.Residents != uint64(len(txs)-countBad(want)) {
+		t.Errorf("Residents = %d", meta.Residents)
+	}
+}
+
+func countBad(cs []ledger.Code) int {
+	n := 0
+	for _, c := range cs {
+		if c != ledger.OK {
+			n++
+		}
+	}
+	return n
 }
