@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime"
 	"slices"
 	"sync"
@@ -163,6 +164,10 @@ func (a *App) InitChain(_ context.Context, req *abci.RequestInitChain) (*abci.Re
 	if err := tx.Unmarshal(req.AppStateBytes, &g); err != nil {
 		return nil, fmt.Errorf("couldn't read the genesis app state: %w", err)
 	}
+	if req.InitialHeight > 1 {
+		// Versions are heights: the first SaveVersion must be the first block.
+		a.tree.SetInitialVersion(uint64(req.InitialHeight))
+	}
 	st := newOverlay(treeKV{a.tree})
 	at := Stamp{Height: req.InitialHeight, Time: req.Time}
 	m := &Meta{ChainID: req.ChainId, DistrictZH: g.DistrictZH, DistrictEN: g.DistrictEN}
@@ -185,6 +190,12 @@ func (a *App) InitChain(_ context.Context, req *abci.RequestInitChain) (*abci.Re
 		return nil, errors.New("the genesis has no authorities")
 	}
 	putMeta(st, m)
+	// Until block one commits, the mempool must already see the founding
+	// authorities, or it would refuse every transaction of a new chain.
+	a.mu.Lock()
+	a.check = &overlay{base: treeKV{a.latest}, writes: maps.Clone(st.writes)}
+	a.lastBlock = Stamp{Height: req.InitialHeight - 1, Time: req.Time}
+	a.mu.Unlock()
 	st.flush()
 	a.chainID = req.ChainId
 	if err := checkGenesisValidators(req.Validators, vals); err != nil {
@@ -233,10 +244,14 @@ func (a *App) FinalizeBlock(_ context.Context, req *abci.RequestFinalizeBlock) (
 	c := execCtx{chainID: a.chainID, at: Stamp{Height: req.Height, Time: req.Time}, verifySig: true}
 	st := treeKV{a.tree}
 	results := make([]*abci.ExecTxResult, len(req.Txs))
-	var vals []abci.ValidatorUpdate
+	var vals validatorUpdates
 	a.staged = a.staged[:0]
 	a.stagedAt = c.at
 	pre := a.preverify(req.Txs)
+	// iavl's Set rewires nodes the committed tree shares; no reader may walk
+	// it meanwhile.
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	for i, raw := range req.Txs {
 		var (
 			t   *tx.Tx
@@ -261,19 +276,68 @@ func (a *App) FinalizeBlock(_ context.Context, req *abci.RequestFinalizeBlock) (
 		} else {
 			results[i] = &abci.ExecTxResult{Code: uint32(OK)}
 			for _, v := range eff.validators {
-				vals = append(vals, abci.UpdateValidator(v.key, v.power, "ed25519"))
+				vals.add(v)
 			}
 		}
+		a.metrics.delivered(r.Type, r.Code)
 		h := tx.Hash(raw)
-		// The first outcome of a hash is kept: a transaction included a
-		// second time fails on its sequence and must not hide the first.
-		if st.get(txResultKey(h)) == nil {
+		// A hash's record is its applying inclusion: a refusal is replaced
+		// by a later success of the same bytes, a success is never replaced.
+		var prev TxResult
+		if had := getJSON(st, txResultKey(h), &prev); !had || (prev.Code != OK && r.Code == OK) {
 			putJSON(st, txResultKey(h), r)
+		} else {
+			r = prev
 		}
 		a.staged = append(a.staged, committedTx{hash: h, res: r})
-		a.metrics.delivered(r.Type, r.Code)
 	}
-	return &abci.ResponseFinalizeBlock{TxResults: results, ValidatorUpdates: vals, AppHash: a.tree.WorkingHash()}, nil
+	return &abci.ResponseFinalizeBlock{TxResults: results, ValidatorUpdates: vals.updates(a.validatorKeys()), AppHash: a.tree.WorkingHash()}, nil
+}
+
+// validatorUpdates merges a block's validator changes to one per key, in the
+// order keys first appear, the last power winning: CometBFT halts on a block
+// that names a key twice.
+type validatorUpdates struct {
+	order []string
+	power map[string]int64
+}
+
+func (v *validatorUpdates) add(c validatorChange) {
+	if v.power == nil {
+		v.power = map[string]int64{}
+	}
+	k := string(c.key)
+	if _, ok := v.power[k]; !ok {
+		v.order = append(v.order, k)
+	}
+	v.power[k] = c.power
+}
+
+// updates drops removals of keys that were not validators when the block
+// started (added and removed within it): CometBFT refuses to remove a
+// validator it does not have.
+func (v *validatorUpdates) updates(current map[string]bool) []abci.ValidatorUpdate {
+	var out []abci.ValidatorUpdate
+	for _, k := range v.order {
+		p := v.power[k]
+		if p == 0 && !current[k] {
+			continue
+		}
+		out = append(out, abci.UpdateValidator([]byte(k), p, "ed25519"))
+	}
+	return out
+}
+
+// validatorKeys are the validator keys of the last committed state.
+func (a *App) validatorKeys() map[string]bool {
+	st := a.committed()
+	out := map[string]bool{}
+	for _, id := range getMeta(st).Authorities {
+		if au := getAuthority(st, id); au != nil && au.Power > 0 {
+			out[string(au.ValidatorKey)] = true
+		}
+	}
+	return out
 }
 
 type preverified struct {

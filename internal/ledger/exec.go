@@ -221,7 +221,7 @@ func (x *txExec) register(b *tx.RegisterResident) *Rejection {
 	if key.RecoveryHash(b.Key) == b.RecoveryHash {
 		return reject(CodeInvalidField, "the recovery key must differ from the signing key")
 	}
-	if getResident(x.st, b.DID) != nil || x.st.get([]byte(pAuthorityBy+b.DID)) != nil {
+	if getResident(x.st, b.DID) != nil || x.st.get([]byte(pAuthorityBy+b.DID)) != nil || x.st.get([]byte(pAuthorityGone+b.DID)) != nil {
 		return reject(CodeDIDExists, b.DID)
 	}
 	if prev := x.st.get(uniqKey(b.UniquenessTag)); prev != nil {

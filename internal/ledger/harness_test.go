@@ -321,12 +321,6 @@ func (c *chain) commit() *abci.ResponseFinalizeBlock {
 	return c.last
 }
 
-// run executes a block and returns the result codes.
-func (c *chain) run(txs ...[]byte) []ledger.Code {
-	c.t.Helper()
-	return resultCodes(c.block(txs...))
-}
-
 // ok executes a block whose transactions must all succeed.
 func (c *chain) ok(txs ...[]byte) *abci.ResponseFinalizeBlock {
 	c.t.Helper()
@@ -460,15 +454,6 @@ func (c *chain) currentKey(d string, h int64) string {
 
 func jwkX(k key.Public) string { return base64.RawURLEncoding.EncodeToString(k.Bytes()) }
 
-// knownBug skips a test that reproduces an open bug in the ledger, unless
-// IMI_LEDGER_KNOWN_BUGS=1, so that the suite stays green while the failing
-// test stays one variable away.
-func knownBug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("IMI_LEDGER_KNOWN_BUGS") != "1" {
-		t.Skip("known bug (IMI_LEDGER_KNOWN_BUGS=1 to run): " + what)
-	}
-}
 
 // votingPower is a validator's power in the set CometBFT would have.
 func (c *chain) votingPower(k key.Private) int64 {

@@ -319,14 +319,11 @@ func TestResolveHistory(t *testing.T) {
 	if _, err := d.app.Resolve(d.alice.did, 0); !errors.Is(err, ledger.ErrNoVersions) {
 		t.Errorf("Resolve before the first block = %v, want ErrNoVersions", err)
 	}
-	// height 1
-	d.ok(d.tx(d.psb.party, d.alice.register()))
-	// height 2
-	d.block()
+	// Registered at height 1, an empty block 2, rotated at 3, deactivated at 4.
 	k2 := seedKey(t, "alice key 2")
-	// height 3
+	d.ok(d.tx(d.psb.party, d.alice.register()))
+	d.block()
 	d.ok(d.tx(d.alice.party, &tx.RotateKey{NewKey: k2.Public()}))
-	// height 4
 	d.ok(d.tx(d.alice.party.withKey(k2), &tx.Deactivate{DID: d.alice.did, Reason: ledger.ReasonResidentRequest}))
 
 	for h, want := range map[int64]string{1: jwkX(d.alice.key.Public()), 2: jwkX(d.alice.key.Public()), 3: jwkX(k2.Public())} {
