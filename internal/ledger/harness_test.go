@@ -454,7 +454,6 @@ func (c *chain) currentKey(d string, h int64) string {
 
 func jwkX(k key.Public) string { return base64.RawURLEncoding.EncodeToString(k.Bytes()) }
 
-
 // votingPower is a validator's power in the set CometBFT would have.
 func (c *chain) votingPower(k key.Private) int64 {
 	_, v := c.vals.GetByAddress(cmted25519.PubKey(k.Public().Bytes()).Address())
