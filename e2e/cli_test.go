@@ -187,7 +187,7 @@ func TestCLIWalkthrough(t *testing.T) {
 	}
 	mustIMI(t, append([]string{"authority", "propose", "--action", "add_authority", "--id", "cc-tax",
 		"--name-zh", "禅城区税务局", "--name-en", "Chancheng Tax Bureau", "--public-key", pub,
-		"--roles", "service_provider", "--reason", "joins the district platform"}, signer("cc-psb")...)...)
+		"--roles", "service_provider", "--reference", "CC-GOV/2026-014"}, signer("cc-psb")...)...)
 	r = mustIMI(t, append([]string{"authority", "proposals"}, nodeFlag...)...)
 	if !regexp.MustCompile(`(?m)^p-1\s+add_authority\s+cc-tax\s+pending\s+cc-psb\s`).MatchString(r.stdout) {
 		t.Errorf("proposals do not show p-1 pending with cc-psb's approval:\n%s", r.stdout)

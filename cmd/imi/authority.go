@@ -35,7 +35,7 @@ func init() {
 		usage:   "(--as ID | --key FILE) --action add_authority|remove_authority|set_roles|set_validator --id ID [fields]",
 		examples: `  imi authority propose --as cc-psb --action add_authority --id cc-tax \
       --name-zh 禅城区税务局 --name-en "Chancheng Tax Bureau" \
-      --public-key ed25519-pub:… --roles service_provider --reason "joins the district platform"
+      --public-key ed25519-pub:… --roles service_provider --reference CC-GOV/2026-014
   imi authority propose --as cc-psb --action set_roles --id cc-hsb --roles issuer:medical_insurance
   imi authority propose --as cc-psb --action set_validator --id cc-hrss --validator-key BASE64 --power 10
   imi authority propose --as cc-psb --action remove_authority --id cc-tax`,
@@ -121,7 +121,7 @@ func authorityPropose(ctx context.Context, e *env, args []string) error {
 	valKey := fs.String("validator-key", "", "base64 Ed25519 validator key of the authority's node")
 	power := fs.Int64("power", 0, "validator voting power (0: no validator)")
 	endpoint := fs.String("endpoint", "", "URL of the authority's node API")
-	reason := fs.String("reason", "", "why, for the other authorities")
+	reference := fs.String("reference", "", "number of the decision document kept off the chain (letters, digits, - _ . / :)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -145,13 +145,6 @@ func authorityPropose(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		spec.Key = p
-	} else {
-		// Key is only read for add_authority; the wire format needs one.
-		k, _, err := s.load()
-		if err != nil {
-			return err
-		}
-		spec.Key = k.Public()
 	}
 	if *valKey != "" {
 		b, err := base64.StdEncoding.DecodeString(*valKey)
@@ -168,7 +161,7 @@ func authorityPropose(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	res, err := cl.Sign(ctx, k, signer, uint32(*s.lane), &tx.Propose{Action: *action, Authority: spec, Reason: *reason})
+	res, err := cl.Sign(ctx, k, signer, uint32(*s.lane), &tx.Propose{Action: *action, Authority: spec, Reference: *reference})
 	if err != nil {
 		return explain(err)
 	}

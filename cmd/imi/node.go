@@ -26,9 +26,9 @@ func init() {
 	register(&command{
 		name:    "up",
 		summary: "run the demo district (Chancheng, Foshan) on one node",
-		usage:   "[--home DIR] [--http ADDR]",
+		usage:   "[--home DIR] [--http ADDR] [--p2p ADDR]",
 		examples: `  imi up                           # data in ~/.imi, API on 127.0.0.1:8080
-  imi up --home /tmp/district --http 127.0.0.1:9090`,
+  imi up --home /tmp/district --http 127.0.0.1:9090 --p2p tcp://127.0.0.1:36656`,
 		run: runUp,
 	})
 	register(&command{
@@ -78,6 +78,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	fs := c.flags(e)
 	home := fs.String("home", defaultHome(e), "directory for keys and chain data")
 	httpAddr := fs.String("http", "", "API address (default 127.0.0.1:8080, or imi.toml's)")
+	p2p := fs.String("p2p", "", "CometBFT peer address (default tcp://127.0.0.1:26656, or imi.toml's)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -87,11 +88,11 @@ func runUp(ctx context.Context, e *env, args []string) error {
 		if addr == "" {
 			addr = "127.0.0.1:8080"
 		}
-		if err := district.InitDemo(*home, district.InitOptions{HTTP: addr, GenesisTime: time.Now().Truncate(time.Second)}); err != nil {
+		if err := district.InitDemo(*home, district.InitOptions{HTTP: addr, P2P: *p2p, GenesisTime: time.Now().Truncate(time.Second)}); err != nil {
 			return err
 		}
 	}
-	return serve(ctx, e, *home, *httpAddr, fresh)
+	return serve(ctx, e, *home, *httpAddr, *p2p, fresh)
 }
 
 func runNode(ctx context.Context, e *env, args []string) error {
@@ -99,6 +100,7 @@ func runNode(ctx context.Context, e *env, args []string) error {
 	fs := c.flags(e)
 	home := fs.String("home", "", "the node's directory, written by imi init (required)")
 	httpAddr := fs.String("http", "", "API address (default: imi.toml's)")
+	p2p := fs.String("p2p", "", "CometBFT peer address (default: imi.toml's)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -108,10 +110,10 @@ func runNode(ctx context.Context, e *env, args []string) error {
 	if !district.Initialized(*home) {
 		return fmt.Errorf("%s has no %s: run imi init --home %s first", *home, district.ConfigFile, *home)
 	}
-	return serve(ctx, e, *home, *httpAddr, false)
+	return serve(ctx, e, *home, *httpAddr, *p2p, false)
 }
 
-func serve(ctx context.Context, e *env, home, httpAddr string, fresh bool) error {
+func serve(ctx context.Context, e *env, home, httpAddr, p2p string, fresh bool) error {
 	cfg, err := district.LoadConfig(home)
 	if err != nil {
 		return err
@@ -121,7 +123,7 @@ func serve(ctx context.Context, e *env, home, httpAddr string, fresh bool) error
 		return fmt.Errorf("%s: log_level %q: use debug, info, warn or error", district.ConfigFile, cfg.LogLevel)
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
-	return district.Run(ctx, home, district.RunOptions{HTTP: httpAddr, Log: log, Ready: func(i district.Info) {
+	return district.Run(ctx, home, district.RunOptions{HTTP: httpAddr, P2P: p2p, Log: log, Ready: func(i district.Info) {
 		state := "resumed"
 		if fresh {
 			state = "created"

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"strings"
@@ -75,7 +76,15 @@ func (s signerOpt) load() (key.Private, did.DID, error) {
 	return k, did.FromKey(k.Public()), nil
 }
 
-func uniquenessTag(home, keyFile, number string) (tx.Hash32, error) {
+func uniquenessTag(e *env, home, keyFile, number string) (tx.Hash32, error) {
+	if number == "" {
+		fmt.Fprint(e.stderr, "Resident ID number (18 characters, from the card) / 公民身份号码: ")
+		line, err := bufio.NewReader(e.stdin).ReadString('\n')
+		if err != nil && line == "" {
+			return tx.Hash32{}, fmt.Errorf("%w: no ID number given (use --id-number or type it at the prompt)", errUsage)
+		}
+		number = strings.TrimSpace(line)
+	}
 	n, err := idnumber.Parse(number)
 	if err != nil {
 		return tx.Hash32{}, err
@@ -96,7 +105,7 @@ func registrarRegister(ctx context.Context, e *env, args []string) error {
 	s := addSigner(fs, e)
 	n := addNode(fs.String, e)
 	reqFile := fs.String("request", "", "the resident's request.json from imi resident keygen (required)")
-	number := fs.String("id-number", "", "the 18-character resident ID number read from the card (required; never sent)")
+	number := fs.String("id-number", "", "the 18-character ID number from the card; never sent. Omit it to type it at a prompt (a flag shows in the process list and shell history)")
 	ukey := fs.String("uniqueness-key", "", "registrars' HMAC key file (default: --home's keys/registrar-uniqueness.key)")
 	assurance := fs.String("assurance", "high", "identity assurance: high (card chip checked in person) or substantial")
 	if err := parse(fs, args); err != nil {
@@ -105,12 +114,9 @@ func registrarRegister(ctx context.Context, e *env, args []string) error {
 	if err := need("request", *reqFile); err != nil {
 		return err
 	}
-	if err := need("id-number", *number); err != nil {
-		return err
-	}
 	// Validated before anything is sent: a mistyped number must not anchor
 	// a DID under the wrong uniqueness tag.
-	tag, err := uniquenessTag(*s.home, *ukey, *number)
+	tag, err := uniquenessTag(e, *s.home, *ukey, *number)
 	if err != nil {
 		return err
 	}
@@ -141,13 +147,13 @@ func registrarReproof(ctx context.Context, e *env, args []string) error {
 	n := addNode(fs.String, e)
 	d := fs.String("did", "", "the resident's existing DID (required)")
 	reqFile := fs.String("request", "", "request.json of the resident's new keys (required)")
-	number := fs.String("id-number", "", "the resident ID number read from the card (required; never sent)")
+	number := fs.String("id-number", "", "the ID number from the card; never sent. Omit it to type it at a prompt")
 	ukey := fs.String("uniqueness-key", "", "registrars' HMAC key file (default: --home's keys/registrar-uniqueness.key)")
 	assurance := fs.String("assurance", "high", "identity assurance: high or substantial")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	for _, f := range [][2]string{{"did", *d}, {"request", *reqFile}, {"id-number", *number}} {
+	for _, f := range [][2]string{{"did", *d}, {"request", *reqFile}} {
 		if err := need(f[0], f[1]); err != nil {
 			return err
 		}
@@ -155,7 +161,7 @@ func registrarReproof(ctx context.Context, e *env, args []string) error {
 	if _, err := did.Parse(*d); err != nil {
 		return err
 	}
-	tag, err := uniquenessTag(*s.home, *ukey, *number)
+	tag, err := uniquenessTag(e, *s.home, *ukey, *number)
 	if err != nil {
 		return err
 	}

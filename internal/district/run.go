@@ -27,6 +27,8 @@ import (
 type RunOptions struct {
 	// HTTP overrides the configured API address when set.
 	HTTP string
+	// P2P overrides the configured CometBFT listen address when set.
+	P2P string
 	// Log receives the node's log; nil discards it.
 	Log *slog.Logger
 	// Ready is called once the API listens, with its address.
@@ -60,6 +62,9 @@ func Run(ctx context.Context, home string, opts RunOptions) error {
 	nc, err := cfg.nodeConfig(home)
 	if err != nil {
 		return err
+	}
+	if opts.P2P != "" {
+		nc.P2PListen = opts.P2P
 	}
 	g, err := cfg.genesis()
 	if err != nil {

@@ -8,6 +8,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
@@ -160,10 +161,13 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 
 // StatusResponse is GET /v1/status.
 type StatusResponse struct {
-	ChainID     string      `json:"chain_id"`
-	DistrictZH  string      `json:"district_zh"`
-	DistrictEN  string      `json:"district_en"`
-	Height      int64       `json:"height"`
+	ChainID    string `json:"chain_id"`
+	DistrictZH string `json:"district_zh"`
+	DistrictEN string `json:"district_en"`
+	Height     int64  `json:"height"`
+	// AppHash is the root of the state committed at Height, which the
+	// header of block Height+1 carries. Chain.LatestAppHash is the header
+	// app hash of block Height: the state after Height-1.
 	AppHash     string      `json:"app_hash"`
 	BlockTime   time.Time   `json:"block_time"`
 	Residents   uint64      `json:"residents"`
@@ -181,7 +185,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 	}
 	res := StatusResponse{
 		ChainID: m.ChainID, DistrictZH: m.DistrictZH, DistrictEN: m.DistrictEN, Height: h,
-		AppHash: cs.LatestAppHash, BlockTime: cs.LatestTime, Residents: m.Residents,
+		AppHash: hex.EncodeToString(s.app.AppHash()), BlockTime: cs.LatestTime, Residents: m.Residents,
 		Authorities: len(m.Authorities), Chain: cs, Health: "ok",
 	}
 	age := s.cfg.Now().Sub(cs.LatestTime)

@@ -3,8 +3,12 @@ package ledger
 import (
 	"crypto/ed25519"
 	"fmt"
+	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/imi-city/imi/internal/did"
 	"github.com/imi-city/imi/internal/tx"
@@ -31,8 +35,8 @@ func (x *txExec) propose(b *tx.Propose) *Rejection {
 	if rej != nil {
 		return rej
 	}
-	if len(b.Reason) > 500 {
-		return reject(CodeInvalidField, "the reason is longer than 500 bytes")
+	if !referenceRe.MatchString(b.Reference) {
+		return reject(CodeInvalidField, "the reference is a document number of at most 64 letters, digits and - _ . / : (no free text: it is stored on the chain)")
 	}
 	m := getMeta(x.st)
 	if err := checkAction(x.st, m, b.Action, &b.Authority); err != nil {
@@ -41,7 +45,7 @@ func (x *txExec) propose(b *tx.Propose) *Rejection {
 	m.NextProposal++
 	p := &Proposal{
 		ID: "p-" + strconv.FormatUint(m.NextProposal, 10), Proposer: a.ID, Action: b.Action,
-		Authority: b.Authority, Reason: b.Reason, Approvals: []string{a.ID}, Status: ProposalPending,
+		Authority: b.Authority, Reference: b.Reference, Approvals: []string{a.ID}, Status: ProposalPending,
 		Created: x.c.at, Expires: x.c.at.Time.Add(ProposalLifetime),
 	}
 	putMeta(x.st, m)
@@ -161,6 +165,9 @@ func checkAction(st kv, m *Meta, action string, s *tx.AuthoritySpec) error {
 		}
 		return nil
 	case tx.ActionRemoveAuthority, tx.ActionSetRoles, tx.ActionSetValidator:
+		if err := onlyUsedFields(action, s); err != nil {
+			return err
+		}
 		a := getAuthority(st, s.ID)
 		if a == nil {
 			return fmt.Errorf("no authority %q", clip(s.ID))
@@ -195,14 +202,14 @@ func checkSpec(s *tx.AuthoritySpec) error {
 	if !authorityIDRe.MatchString(s.ID) {
 		return fmt.Errorf("authority id %q: use 2 to 32 lower-case letters, digits and hyphens", clip(s.ID))
 	}
-	if s.NameZH == "" || s.NameEN == "" || len(s.NameZH) > 200 || len(s.NameEN) > 200 {
-		return fmt.Errorf("an authority needs a Chinese and an English name of at most 200 bytes")
+	if !validName(s.NameZH) || !validName(s.NameEN) {
+		return fmt.Errorf("an authority needs a Chinese and an English name of at most %d bytes, without control characters", maxNameBytes)
 	}
 	if s.Key.IsZero() {
 		return fmt.Errorf("an authority needs a signing key")
 	}
-	if len(s.Endpoint) > 200 {
-		return fmt.Errorf("the endpoint is longer than 200 bytes")
+	if err := checkEndpoint(s.Endpoint); err != nil {
+		return err
 	}
 	if err := validateRoles(s.Roles); err != nil {
 		return err
@@ -240,4 +247,52 @@ func validatorInUse(st kv, m *Meta, k []byte, except string) bool {
 		}
 	}
 	return false
+}
+
+// Limits on what a proposal may carry onto the chain.
+const maxNameBytes = 120
+
+var referenceRe = regexp.MustCompile(`^[A-Za-z0-9._/:-]{0,64}$`)
+
+func validName(s string) bool {
+	if s == "" || len(s) > maxNameBytes || !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// checkEndpoint accepts an empty endpoint or the base URL of a node's API.
+func checkEndpoint(e string) error {
+	if e == "" {
+		return nil
+	}
+	u, err := url.Parse(e)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		u.RawQuery != "" || u.Fragment != "" || len(e) > 200 {
+		return fmt.Errorf("the endpoint must be an http(s) base URL of at most 200 bytes, like https://node.example.gov.cn")
+	}
+	return nil
+}
+
+// onlyUsedFields refuses a proposal that carries fields its action does not
+// use: the chain stores what it is given, so it is given only what it needs.
+func onlyUsedFields(action string, s *tx.AuthoritySpec) error {
+	unused := s.NameZH != "" || s.NameEN != "" || !s.Key.IsZero() || s.Endpoint != ""
+	switch action {
+	case tx.ActionRemoveAuthority:
+		unused = unused || len(s.Roles) > 0 || len(s.ValidatorKey) > 0 || s.Power != 0
+	case tx.ActionSetRoles:
+		unused = unused || len(s.ValidatorKey) > 0 || s.Power != 0
+	case tx.ActionSetValidator:
+		unused = unused || len(s.Roles) > 0
+	}
+	if unused {
+		return fmt.Errorf("%s carries only the authority id and the fields it changes; leave the others empty", action)
+	}
+	return nil
 }

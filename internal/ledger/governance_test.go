@@ -14,7 +14,7 @@ import (
 )
 
 func propose(action string, spec tx.AuthoritySpec) *tx.Propose {
-	return &tx.Propose{Action: action, Authority: spec, Reason: "test: " + action + " " + spec.ID}
+	return &tx.Propose{Action: action, Authority: spec, Reference: "test/" + action + "/" + spec.ID}
 }
 
 func vote(id string) *tx.Vote { return &tx.Vote{Proposal: id} }
@@ -353,7 +353,7 @@ func TestInvalidProposals(t *testing.T) {
 		}
 		return s
 	}
-	long := strings.Repeat("长", 100) // 300 bytes
+	long := strings.Repeat("长", 41) // 123 bytes
 	tests := []struct {
 		name string
 		make func(t *testing.T, d *district) []byte
@@ -441,11 +441,31 @@ func TestInvalidProposals(t *testing.T) {
 		{"unknown action", func(t *testing.T, d *district) []byte {
 			return d.tx(d.psb.party, propose("dissolve", tx.AuthoritySpec{ID: "tax"}))
 		}, ledger.CodeProposalInvalid},
-		{"reason too long", func(t *testing.T, d *district) []byte {
+		{"reference too long", func(t *testing.T, d *district) []byte {
 			p := propose(tx.ActionRemoveAuthority, tx.AuthoritySpec{ID: "tax"})
-			p.Reason = strings.Repeat("x", 501)
+			p.Reference = strings.Repeat("x", 65)
 			return d.tx(d.psb.party, p)
 		}, ledger.CodeInvalidField},
+		{"reference as free text", func(t *testing.T, d *district) []byte {
+			p := propose(tx.ActionRemoveAuthority, tx.AuthoritySpec{ID: "tax"})
+			p.Reference = "张伟 13800138000"
+			return d.tx(d.psb.party, p)
+		}, ledger.CodeInvalidField},
+		{"remove carrying a name", func(t *testing.T, d *district) []byte {
+			return d.tx(d.psb.party, propose(tx.ActionRemoveAuthority, tx.AuthoritySpec{ID: "tax", NameZH: "张伟"}))
+		}, ledger.CodeProposalInvalid},
+		{"set_roles carrying an endpoint", func(t *testing.T, d *district) []byte {
+			return d.tx(d.psb.party, propose(tx.ActionSetRoles, tx.AuthoritySpec{ID: "tax", Endpoint: "http://x.example"}))
+		}, ledger.CodeProposalInvalid},
+		{"set_validator carrying a key", func(t *testing.T, d *district) []byte {
+			return d.tx(d.psb.party, propose(tx.ActionSetValidator, tx.AuthoritySpec{ID: "tax", Key: d.alice.key.Public(), ValidatorKey: d.tax.validator.Public().Bytes(), Power: 3}))
+		}, ledger.CodeProposalInvalid},
+		{"endpoint not a URL", func(t *testing.T, d *district) []byte {
+			return d.tx(d.psb.party, propose(tx.ActionAddAuthority, water(t, func(s *tx.AuthoritySpec) { s.Endpoint = "佛山市禅城区金丝雀路88号" })))
+		}, ledger.CodeProposalInvalid},
+		{"name with a control character", func(t *testing.T, d *district) []byte {
+			return d.tx(d.psb.party, propose(tx.ActionAddAuthority, water(t, func(s *tx.AuthoritySpec) { s.NameEN = "Water\nBureau" })))
+		}, ledger.CodeProposalInvalid},
 		{"proposed by a resident", func(t *testing.T, d *district) []byte {
 			return d.tx(d.alice.party, propose(tx.ActionAddAuthority, water(t, nil)))
 		}, ledger.CodeUnknownSigner},

@@ -55,6 +55,17 @@ func (a *App) Height() int64 {
 	return a.latest.Version()
 }
 
+// AppHash is the root of the last committed state: the app hash that the
+// header of the next block carries.
+func (a *App) AppHash() []byte {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	if a.latest.Version() == 0 {
+		return nil
+	}
+	return a.latest.Hash()
+}
+
 // ChainID is the chain this state belongs to.
 func (a *App) ChainID() string {
 	a.mu.RLock()

@@ -109,7 +109,7 @@ type Proposal struct {
 	Proposer  string           `json:"proposer"`
 	Action    string           `json:"action"`
 	Authority tx.AuthoritySpec `json:"authority"`
-	Reason    string           `json:"reason"`
+	Reference string           `json:"reference"`
 	Approvals []string         `json:"approvals"`
 	Status    string           `json:"status"`
 	Outcome   string           `json:"outcome"`

@@ -92,12 +92,15 @@ const (
 )
 
 // Propose starts a consortium vote. The proposer's approval is counted.
-// Authority carries the full new description for add; for the others only the
-// fields the action changes are read (ID always).
+// Authority carries the full description for add_authority; the other
+// actions carry the ID and only the fields they change, the rest empty.
+// Reference points to the decision document kept off the chain (a file
+// number): it is restricted to a short code so that no free text, and with it
+// no personal data, reaches the chain through a proposal.
 type Propose struct {
 	Action    string        `json:"action"`
 	Authority AuthoritySpec `json:"authority"`
-	Reason    string        `json:"reason"`
+	Reference string        `json:"reference"`
 }
 
 // Vote approves a pending proposal.

@@ -47,7 +47,7 @@ func sampleTxs(t testing.TB) map[string]*Tx {
 		"propose": mk(regDID, 0, 11, &Propose{Action: ActionAddAuthority, Authority: AuthoritySpec{
 			ID: "cc-tax", NameZH: "禅城区税务局", NameEN: "Chancheng Tax Bureau", Key: rec.Public(),
 			Roles: []string{"service_provider"}, ValidatorKey: res.Public().Bytes(), Power: 10, Endpoint: "http://127.0.0.1:8081",
-		}, Reason: "join <consortium> & serve"}, reg),
+		}, Reference: "CC-GOV/2026-014"}, reg),
 		"vote": mk(regDID, 0, 12, &Vote{Proposal: "p-1"}, reg),
 	}
 }
