@@ -230,4 +230,3 @@ func printJSON(e *env, v any) error {
 	enc.SetEscapeHTML(false)
 	return enc.Encode(v)
 }
-
