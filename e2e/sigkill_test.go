@@ -328,7 +328,7 @@ func TestNothingLostUnderSIGKILL(t *testing.T) {
 		// What the state looked like at a committed height, to compare
 		// after the restart: the chain's header app hash from /v1/status,
 		// and the anchor's record with its proof at the height before.
-		hChain, appHashBefore := before.Chain.LatestHeight, before.AppHash
+		hChain, appHashBefore := before.Chain.LatestHeight, before.Chain.LatestAppHash
 		hState := hChain - 1
 		_, resolvedBefore, err := a.resolve(ctx, anchor.did, hState, true)
 		if err != nil {
