@@ -113,7 +113,7 @@ func authorityPropose(ctx context.Context, e *env, args []string) error {
 	s := addSigner(fs, e)
 	n := addNode(fs.String, e)
 	action := fs.String("action", "", "add_authority, remove_authority, set_roles or set_validator (required)")
-	id := fs.String("id", "", "the authority the proposal is about (required)")
+	id0 := fs.String("id", "", "the authority the proposal is about (required)")
 	nameZH := fs.String("name-zh", "", "Chinese name (add_authority)")
 	nameEN := fs.String("name-en", "", "English name (add_authority)")
 	pub := fs.String("public-key", "", "the new authority's signing key, ed25519-pub:… (add_authority)")
@@ -128,10 +128,10 @@ func authorityPropose(ctx context.Context, e *env, args []string) error {
 	if err := need("action", *action); err != nil {
 		return err
 	}
-	if err := need("id", *id); err != nil {
+	if err := need("id", *id0); err != nil {
 		return err
 	}
-	spec := tx.AuthoritySpec{ID: *id, NameZH: *nameZH, NameEN: *nameEN, Roles: []string{}, Power: *power, Endpoint: *endpoint}
+	spec := tx.AuthoritySpec{ID: *id0, NameZH: *nameZH, NameEN: *nameEN, Roles: []string{}, Power: *power, Endpoint: *endpoint}
 	if *roles != "" {
 		spec.Roles = strings.Split(*roles, ",")
 		for i := range spec.Roles {
@@ -165,7 +165,15 @@ func authorityPropose(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return explain(err)
 	}
-	fmt.Fprintf(e.stdout, "Proposal submitted at height %d (tx %s). imi authority proposals shows its id and approvals.\n", res.Height, res.Hash)
+	id := "(see imi authority proposals)"
+	if list, err := cl.Proposals(ctx); err == nil {
+		for _, p := range list.Proposals {
+			if p.Created.Height == res.Height && p.Action == *action && p.Authority.ID == *id0 {
+				id = p.ID + " — " + p.Status
+			}
+		}
+	}
+	fmt.Fprintf(e.stdout, "Proposal %s, submitted at height %d (tx %s). It is carried out once more than two-thirds of the authorities approve (imi authority vote).\n", id, res.Height, res.Hash)
 	return nil
 }
 
