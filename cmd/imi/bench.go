@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/imi-city/imi/internal/bench"
+	"github.com/imi-city/imi/internal/node"
+)
+
+func init() {
+	register(&command{
+		name:    "bench",
+		summary: "measure registrations committed per second on one node, against CometBFT's kvstore",
+		usage:   "[--app imi|kvstore|both] [--n N] [--runs R] [--workers W] [--inflight F] [--timeout-commit D] [--http] [--clients C] [--dir DIR] [--trace] [--cpuprofile FILE]",
+		examples: `  imi bench                                  # 3 runs of 100,000 txs each for imi and kvstore, alternating
+  imi bench --app imi --n 20000 --runs 1 --cpuprofile imi.prof
+  go tool pprof -top imi.prof
+  imi bench --http --clients 1024            # also registrations through POST /v1/txs`,
+		run: runBench,
+	})
+}
+
+// benchJob is one app and path to measure, with its load.
+type benchJob struct {
+	name    string
+	load    *bench.Load
+	path    string
+	results []bench.Result
+}
+
+func runBench(ctx context.Context, e *env, args []string) error {
+	c := find("bench")
+	fs := c.flags(e)
+	appFlag := fs.String("app", "both", "application: imi (resident registrations), kvstore (CometBFT's example app, the engine's ceiling) or both")
+	n := fs.Int("n", 100_000, "transactions per run")
+	runs := fs.Int("runs", 3, "runs per app; the median is reported")
+	workers := fs.Int("workers", 16, "submitting goroutines on the node path; for imi one registrar lane each (at most 256)")
+	inflight := fs.Int("inflight", bench.DefaultInFlight, "most transactions submitted and not yet committed, node path (keep below the mempool's "+fmt.Sprint(node.DefaultMempoolSize)+")")
+	timeoutCommit := fs.Duration("timeout-commit", node.DefaultTimeoutCommit, "the node's pause after each block")
+	httpPath := fs.Bool("http", false, "also measure imi through the HTTP API (POST /v1/txs on loopback)")
+	clients := fs.Int("clients", 1024, "concurrent HTTP clients with --http, one registrar lane each (256 lanes per registrar)")
+	dir := fs.String("dir", "", "directory for the temporary node homes (default: the system's temporary directory)")
+	cpuprofile := fs.String("cpuprofile", "", "after the timed runs, profile one more run of each app and write the CPU profile of its timed part here (kvstore's to FILE with -kvstore before the extension)")
+	trace := fs.Bool("trace", false, "print a line per block: the application's execute and commit times, and the gap before it")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	var apps []bench.App
+	switch *appFlag {
+	case "both":
+		apps = []bench.App{bench.IMI, bench.KVStore}
+	case "imi", "kvstore":
+		apps = []bench.App{bench.App(*appFlag)}
+	default:
+		return fmt.Errorf("%w: --app %q: use imi, kvstore or both", errUsage, *appFlag)
+	}
+	switch {
+	case *n <= 0, *runs <= 0, *inflight <= 0, *clients <= 0:
+		return fmt.Errorf("%w: --n, --runs, --inflight and --clients must be positive", errUsage)
+	case *workers <= 0 || *workers > 256:
+		return fmt.Errorf("%w: --workers must be between 1 and 256", errUsage)
+	case *inflight >= node.DefaultMempoolSize:
+		return fmt.Errorf("%w: --inflight must stay below the mempool size, %d", errUsage, node.DefaultMempoolSize)
+	}
+	if *httpPath && !slices.Contains(apps, bench.IMI) {
+		return fmt.Errorf("%w: --http measures imi; leave out --app kvstore", errUsage)
+	}
+
+	fmt.Fprintf(e.stdout, "imi bench: %d CPUs (GOMAXPROCS %d), %s; %d runs of %d transactions per app\n",
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), *runs, *n)
+	fmt.Fprintf(e.stdout, "node: one validator, timeout_commit %v, mempool %d, recheck on, metrics on, state on disk; workers %d, in flight ≤ %d\n",
+		*timeoutCommit, node.DefaultMempoolSize, *workers, *inflight)
+
+	var jobs []*benchJob
+	for _, app := range apps {
+		jobs = append(jobs, &benchJob{name: string(app), path: bench.PathNode})
+		if app == bench.IMI && *httpPath {
+			jobs = append(jobs, &benchJob{name: "imi", path: bench.PathHTTP})
+		}
+	}
+	for _, j := range jobs {
+		streams := *workers
+		if j.path == bench.PathHTTP {
+			streams = *clients
+		}
+		t0 := time.Now()
+		l, err := bench.NewLoad(bench.App(j.name), *n, streams)
+		if err != nil {
+			return err
+		}
+		j.load = l
+		fmt.Fprintf(e.stdout, "made %d %s transactions (%d bytes on average, %d streams) in %v, before timing\n",
+			l.Len(), j.name, l.AvgBytes(), l.Streams(), time.Since(t0).Round(time.Millisecond))
+	}
+
+	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg := bench.Config{InFlight: *inflight, TimeoutCommit: *timeoutCommit, Dir: *dir, Log: log}
+	if *trace {
+		cfg.Trace = e.stdout
+	}
+	fmt.Fprintf(e.stdout, "\n%-4s %-8s %-5s %9s %10s %8s %8s %8s %7s %9s %7s\n",
+		"run", "app", "path", "txs", "per sec", "p50", "p99", "max", "blocks", "txs/block", "retries")
+	for r := range *runs {
+		// Rotate the order every run, so a slow spell of the machine
+		// doesn't always hit the same app.
+		for k := range jobs {
+			j := jobs[(k+r)%len(jobs)]
+			cfg.Path = j.path
+			res, err := bench.Run(ctx, j.load, cfg)
+			if err != nil {
+				return fmt.Errorf("run %d of %s (%s): %w", r+1, j.name, j.path, err)
+			}
+			j.results = append(j.results, res)
+			fmt.Fprintf(e.stdout, "%-4d %-8s %-5s %9d %10.0f %8s %8s %8s %7d %9.0f %7d\n",
+				r+1, j.name, j.path, res.Committed, res.PerSecond, ms(res.P50), ms(res.P99), ms(res.Max),
+				res.TxBlocks, res.AvgPerBlock(), res.Retries)
+		}
+	}
+
+	fmt.Fprintf(e.stdout, "\nmedian of %d runs:\n", *runs)
+	sums := map[string]bench.Summary{}
+	for _, j := range jobs {
+		s := bench.Summarize(j.results)
+		sums[j.name+"/"+j.path] = s
+		fmt.Fprintf(e.stdout, "  %-8s %-5s %10.0f /s   p50 %s  p99 %s  %6.0f txs/block\n",
+			j.name, j.path, s.PerSecond, ms(s.P50), ms(s.P99), s.AvgPerBlock)
+	}
+	imi, okI := sums["imi/node"]
+	kv, okK := sums["kvstore/node"]
+	if okI && okK {
+		fmt.Fprintf(e.stdout, "  imi/kvstore      %10.3f   (of the medians; per run: %s)\n", imi.PerSecond/kv.PerSecond, ratios(jobs))
+	}
+
+	if *cpuprofile != "" {
+		for _, j := range jobs {
+			if j.path != bench.PathNode {
+				continue
+			}
+			path := *cpuprofile
+			if j.name == string(bench.KVStore) && len(apps) > 1 {
+				ext := filepath.Ext(path)
+				path = strings.TrimSuffix(path, ext) + "-kvstore" + ext
+			}
+			if err := profileRun(ctx, e.stdout, j, cfg, path); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// profileRun runs j once more under the CPU profiler, outside the table:
+// the profiler's own cost stays out of the medians.
+func profileRun(ctx context.Context, w io.Writer, j *benchJob, cfg bench.Config, path string) (err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("couldn't create CPU profile: %w", err)
+	}
+	defer func() {
+		if cerr := f.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("couldn't write CPU profile: %w", cerr)
+		}
+	}()
+	cfg.Path, cfg.Profile = j.path, f
+	res, err := bench.Run(ctx, j.load, cfg)
+	if err != nil {
+		return fmt.Errorf("profiled run of %s: %w", j.name, err)
+	}
+	fmt.Fprintf(w, "profiled run of %s: %.0f/s; CPU profile of the timed part in %s (go tool pprof -top %s)\n",
+		j.name, res.PerSecond, path, path)
+	return nil
+}
+
+// ratios lists imi/kvstore for each run, paired in order.
+func ratios(jobs []*benchJob) string {
+	var imi, kv []bench.Result
+	for _, j := range jobs {
+		switch {
+		case j.name == "imi" && j.path == bench.PathNode:
+			imi = j.results
+		case j.name == "kvstore":
+			kv = j.results
+		}
+	}
+	var out []string
+	for i := range min(len(imi), len(kv)) {
+		out = append(out, fmt.Sprintf("%.3f", imi[i].PerSecond/kv[i].PerSecond))
+	}
+	return strings.Join(out, " ")
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.0fms", float64(d)/float64(time.Millisecond)) }

@@ -1,0 +1,102 @@
+package bench
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+)
+
+// TestRunCommitsEverything runs a tiny load through each app and path and
+// checks that every transaction was committed and succeeded. It checks
+// correctness only; the speed is what imi bench measures.
+func TestRunCommitsEverything(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts CometBFT nodes")
+	}
+	const n = 200
+	tests := []struct {
+		app     App
+		path    string
+		streams int
+	}{
+		{IMI, PathNode, 4},
+		{KVStore, PathNode, 4},
+		// More clients than one registrar has lanes: a second registrar
+		// signs for the rest.
+		{IMI, PathHTTP, 300},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.app)+"/"+tt.path, func(t *testing.T) {
+			l, err := NewLoad(tt.app, n, tt.streams)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			res, err := Run(ctx, l, Config{
+				Path:          tt.path,
+				InFlight:      50, // below n: submitters must wait for commits
+				TimeoutCommit: 50 * time.Millisecond,
+				Dir:           t.TempDir(),
+				Log:           slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
+				Stall:         30 * time.Second,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.N != n || res.Committed != n || res.Rejected != 0 {
+				t.Errorf("N=%d committed=%d rejected=%d, want %d committed, none rejected", res.N, res.Committed, res.Rejected, n)
+			}
+			if res.TxBlocks < 1 || res.Blocks < res.TxBlocks || res.MaxPerBlock > n {
+				t.Errorf("blocks=%d with txs=%d max per block=%d: inconsistent", res.Blocks, res.TxBlocks, res.MaxPerBlock)
+			}
+			if res.P50 <= 0 || res.P99 < res.P50 || res.Max < res.P99 {
+				t.Errorf("latency p50=%v p99=%v max=%v: not ordered", res.P50, res.P99, res.Max)
+			}
+			t.Logf("%+v", res)
+		})
+	}
+}
+
+// TestLoadKVStoreSize checks kvstore transactions are valid key=value
+// pairs as large as a registration.
+func TestLoadKVStoreSize(t *testing.T) {
+	imi, err := NewLoad(IMI, 20, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := NewLoad(KVStore, 20, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := kv.AvgBytes(), imi.AvgBytes(); got < want-8 || got > want+8 {
+		t.Errorf("kvstore transactions are %d bytes on average, registrations %d", got, want)
+	}
+	for _, b := range kv.txs {
+		if eq := countByte(b, '='); eq != 1 || b[0] == '=' || b[len(b)-1] == '=' {
+			t.Errorf("%q is not a kvstore key=value transaction", b)
+		}
+	}
+}
+
+func countByte(b []byte, c byte) int {
+	n := 0
+	for _, x := range b {
+		if x == c {
+			n++
+		}
+	}
+	return n
+}
+
+func TestPercentiles(t *testing.T) {
+	var d []time.Duration
+	for i := 100; i >= 1; i-- {
+		d = append(d, time.Duration(i))
+	}
+	p50, p99, top := percentiles(d)
+	if p50 != 50 || p99 != 99 || top != 100 {
+		t.Errorf("percentiles(1..100) = %v, %v, %v; want 50, 99, 100", p50, p99, top)
+	}
+}

@@ -1,0 +1,274 @@
+package bench
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/imi-city/imi/internal/did"
+	"github.com/imi-city/imi/internal/idnumber"
+	"github.com/imi-city/imi/internal/key"
+	"github.com/imi-city/imi/internal/ledger"
+	"github.com/imi-city/imi/internal/node"
+	"github.com/imi-city/imi/internal/tx"
+)
+
+// ChainID is the chain every benchmark node runs. One name for both apps,
+// because CometBFT's Prometheus metrics, registered once per process, are
+// labelled with it.
+const ChainID = "imi-bench-1"
+
+// Fixed seeds for the benchmark's identities. They are public: the keys
+// sign nothing outside a throw-away benchmark chain, and being fixed lets
+// one Load serve every run.
+const (
+	registrarSeedLabel = "imi/bench/registrar"
+	residentSeedLabel  = "imi/bench/resident"
+	recoverySeedLabel  = "imi/bench/recovery"
+	hmacSeedLabel      = "imi/bench/uniqueness"
+)
+
+// lanes is how many parallel sequence lanes one registrar has.
+const lanes = tx.MaxLanes
+
+// Load is a set of transactions, made and signed before any timing starts,
+// split into streams: each stream is submitted in order by one goroutine
+// (node path) or one HTTP client. For IMI a stream is one (registrar, lane)
+// pair, so its sequence numbers must arrive in order; the streams are
+// independent of each other.
+//
+// A Load doesn't depend on the node it is run against (the validator key
+// enters only the genesis), so one Load serves every run.
+type Load struct {
+	app        App
+	registrars []key.Private // IMI: registrar s/lanes signs stream s
+	txs        [][]byte
+	streams    [][]int32
+	// index finds a transaction's position from its bytes, so the
+	// commit meter can tell the load's transactions apart.
+	index map[string]int32
+}
+
+// NewLoad makes n transactions for app in the given number of streams.
+//
+// IMI transactions are resident registrations: each has its own resident
+// key, recovery-key commitment and uniqueness tag (the HMAC of a synthetic
+// GB 11643 ID number), with high assurance, signed by a registrar
+// authority; streams beyond 256 use further registrars, as one registrar
+// has 256 lanes.
+//
+// kvstore transactions are "key=value" pairs, padded to the size of an IMI
+// registration, so both apps move the same bytes through the mempool,
+// blocks and the WAL.
+func NewLoad(app App, n, streams int) (*Load, error) {
+	if n <= 0 {
+		return nil, fmt.Errorf("couldn't make load: %d transactions", n)
+	}
+	if streams <= 0 || streams > n {
+		streams = min(max(streams, 1), n)
+	}
+	l := &Load{app: app, txs: make([][]byte, n), streams: make([][]int32, streams)}
+	for i := range n {
+		s := i % streams
+		l.streams[s] = append(l.streams[s], int32(i))
+	}
+	var make1 func(i int) ([]byte, error)
+	switch app {
+	case IMI:
+		nreg := (streams + lanes - 1) / lanes
+		for r := range nreg {
+			k, err := key.FromSeed(seed(registrarSeedLabel, r))
+			if err != nil {
+				return nil, err
+			}
+			l.registrars = append(l.registrars, k)
+		}
+		g := &registrationMaker{regs: l.registrars, streams: streams}
+		if err := g.init(); err != nil {
+			return nil, err
+		}
+		make1 = g.make
+	case KVStore:
+		size, err := registrationSize()
+		if err != nil {
+			return nil, err
+		}
+		make1 = func(i int) ([]byte, error) { return kvTx(i, size), nil }
+	default:
+		return nil, fmt.Errorf("couldn't make load: unknown app %q", app)
+	}
+	if err := parallel(n, func(i int) error {
+		b, err := make1(i)
+		l.txs[i] = b
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("couldn't make load: %w", err)
+	}
+	l.index = make(map[string]int32, n)
+	for i, b := range l.txs {
+		if _, dup := l.index[string(b)]; dup {
+			return nil, fmt.Errorf("couldn't make load: transaction %d repeats an earlier one", i)
+		}
+		l.index[string(b)] = int32(i)
+	}
+	return l, nil
+}
+
+// App is the application the load is for.
+func (l *Load) App() App { return l.app }
+
+// Len is the number of transactions.
+func (l *Load) Len() int { return len(l.txs) }
+
+// Streams is the number of independent ordered streams.
+func (l *Load) Streams() int { return len(l.streams) }
+
+// AvgBytes is the mean encoded size of a transaction.
+func (l *Load) AvgBytes() int {
+	var sum int
+	for _, b := range l.txs {
+		sum += len(b)
+	}
+	return sum / len(l.txs)
+}
+
+// genesis is the chain's founding state for an IMI load: registrar 0 is
+// also the district's one validator, with valKey; further registrars
+// validate nothing.
+func (l *Load) genesis(valKey []byte) (node.Genesis, error) {
+	g := ledger.Genesis{DistrictZH: "基准测试区", DistrictEN: "Benchmark District"}
+	for r, k := range l.registrars {
+		spec := tx.AuthoritySpec{
+			ID:     "bench-reg-" + strconv.Itoa(r),
+			NameZH: "基准登记机关" + strconv.Itoa(r), NameEN: "Benchmark Registrar " + strconv.Itoa(r),
+			Key:   k.Public(),
+			Roles: []string{ledger.RoleRegistrar},
+		}
+		if r == 0 {
+			spec.ValidatorKey, spec.Power = valKey, 10
+		}
+		g.Authorities = append(g.Authorities, spec)
+	}
+	state, err := tx.Marshal(g)
+	if err != nil {
+		return node.Genesis{}, fmt.Errorf("couldn't encode genesis state: %w", err)
+	}
+	return node.Genesis{
+		ChainID: ChainID,
+		// A second in the past, so the node starts at once; never the
+		// future, which it would wait for.
+		GenesisTime: time.Now().Add(-time.Second).Truncate(time.Second),
+		Validators:  []node.GenesisValidator{{Name: "bench-reg-0", PubKey: valKey, Power: 10}},
+		AppState:    state,
+	}, nil
+}
+
+// registrationMaker makes the i-th registration of a load.
+type registrationMaker struct {
+	regs    []key.Private
+	streams int
+	hmac    key.HMAC
+}
+
+func (g *registrationMaker) init() error {
+	// The uniqueness key is random: tags only have to be distinct.
+	h, err := key.GenerateHMAC()
+	g.hmac = h
+	return err
+}
+
+// epoch is the birth date of resident 0; every thousand residents are born
+// a day later, each with a sequence number of their own that day.
+var epoch = time.Date(1940, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func (g *registrationMaker) make(i int) ([]byte, error) {
+	s := i % g.streams
+	reg := g.regs[s/lanes]
+	rk, err := key.FromSeed(seed(residentSeedLabel, i))
+	if err != nil {
+		return nil, err
+	}
+	recovery, err := key.PublicFromBytes(seed(recoverySeedLabel, i))
+	if err != nil {
+		return nil, err
+	}
+	born := epoch.AddDate(0, 0, i/1000)
+	num, err := idnumber.Example("440604", born.Year(), int(born.Month()), born.Day(), i%1000)
+	if err != nil {
+		return nil, fmt.Errorf("resident %d: %w", i, err)
+	}
+	t, err := tx.New(ChainID, did.FromKey(reg.Public()).String(), uint32(s%lanes), uint64(i/g.streams), &tx.RegisterResident{
+		DID:           did.FromKey(rk.Public()).String(),
+		Key:           rk.Public(),
+		RecoveryHash:  key.RecoveryHash(recovery),
+		UniquenessTag: idnumber.UniquenessTag(g.hmac, num),
+		Assurance:     "high",
+	})
+	if err != nil {
+		return nil, err
+	}
+	t.Sign(reg)
+	return t.Encode(), nil
+}
+
+// registrationSize is the encoded size of a typical registration.
+func registrationSize() (int, error) {
+	k, err := key.FromSeed(seed(registrarSeedLabel, 0))
+	if err != nil {
+		return 0, err
+	}
+	g := &registrationMaker{regs: []key.Private{k}, streams: 1}
+	if err := g.init(); err != nil {
+		return 0, err
+	}
+	b, err := g.make(12345)
+	return len(b), err
+}
+
+// kvTx is the i-th kvstore transaction, "bench<i>=<hex>", size bytes long.
+func kvTx(i, size int) []byte {
+	b := fmt.Appendf(nil, "bench%09d=", i)
+	size = max(size, len(b)+1) // a value can't be empty
+	h := sha256.Sum256(b)
+	for len(b) < size {
+		b = hex.AppendEncode(b, h[:])
+	}
+	return b[:size]
+}
+
+// seed is a 32-byte seed for the i-th key of a purpose.
+func seed(label string, i int) []byte {
+	h := sha256.New()
+	h.Write([]byte(label))
+	h.Write([]byte{0})
+	h.Write(binary.BigEndian.AppendUint64(nil, uint64(i)))
+	return h.Sum(nil)
+}
+
+// parallel calls f(i) for i in [0, n) on every CPU and returns the first
+// error.
+func parallel(n int, f func(i int) error) error {
+	workers := min(runtime.GOMAXPROCS(0), n)
+	var (
+		wg      sync.WaitGroup
+		errOnce sync.Once
+		first   error
+	)
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < n; i += workers {
+				if err := f(i); err != nil {
+					errOnce.Do(func() { first = err })
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return first
+}
