@@ -19,9 +19,13 @@ import (
 	"sync"
 
 	abci "github.com/cometbft/cometbft/abci/types"
+	dbm "github.com/cosmos/cosmos-db"
 	"github.com/cosmos/iavl"
 	idb "github.com/cosmos/iavl/db"
+	"github.com/syndtr/goleveldb/leveldb/filter"
+	"github.com/syndtr/goleveldb/leveldb/opt"
 
+	"github.com/imi-city/imi/internal/key"
 	"github.com/imi-city/imi/internal/tx"
 )
 
@@ -33,8 +37,12 @@ const cacheNodes = 500_000
 type App struct {
 	abci.BaseApplication
 
-	log     *slog.Logger
-	db      idb.DB
+	log *slog.Logger
+	db  idb.DB
+	// results holds each included transaction's TxResult by hash, outside
+	// the Merkle tree: a result is a deterministic function of the blocks,
+	// and CometBFT's LastResultsHash already commits to its code.
+	results idb.DB
 	tree    *iavl.MutableTree
 	chainID string
 
@@ -47,10 +55,40 @@ type App struct {
 	// staged between FinalizeBlock and Commit
 	staged    []committedTx
 	stagedAt  Stamp
-	lastBlock Stamp // CheckTx judges time-bound rules by the last block
+	stagedIdx map[[32]byte]int // index in staged of each hash's latest record
+	lastBlock Stamp            // CheckTx judges time-bound rules by the last block
 
 	waiters waiters
 	metrics *Metrics
+
+	// sigs remembers, by transaction hash, the key a new transaction's
+	// signature was found valid against in CheckTx, so that FinalizeBlock
+	// needn't verify it again: verification is a pure function of the key
+	// and the bytes. Losing an entry costs only a verification.
+	sigsMu sync.Mutex
+	sigs   map[[32]byte]key.Public
+}
+
+// maxSigs bounds the signature cache; about two mempools' worth.
+const maxSigs = 100_000
+
+func (a *App) rememberSig(h [32]byte, k key.Public) {
+	a.sigsMu.Lock()
+	defer a.sigsMu.Unlock()
+	if a.sigs == nil || len(a.sigs) >= maxSigs {
+		a.sigs = make(map[[32]byte]key.Public)
+	}
+	a.sigs[h] = k
+}
+
+// verifiedSig reports whether CheckTx found the signature on the
+// transaction with hash h valid against k, and forgets it.
+func (a *App) verifiedSig(h [32]byte, k key.Public) bool {
+	a.sigsMu.Lock()
+	defer a.sigsMu.Unlock()
+	got, ok := a.sigs[h]
+	delete(a.sigs, h)
+	return ok && got.Equal(k)
 }
 
 // committedTx is a transaction's outcome as the API reports it.
@@ -59,19 +97,38 @@ type committedTx struct {
 	res  TxResult
 }
 
+// stateDBOptions tune goleveldb for the state database. Its defaults (an
+// 8 MiB block cache, a 4 MiB write buffer) suit a small store: once the tree
+// outgrows them, every iavl read that misses iavl's own cache - each node a
+// Set walks past, each absent key a registration checks - re-reads index and
+// filter blocks with a system call, and small memtables flush into many
+// level-0 tables that compaction rewrites again and again.
+var stateDBOptions = &opt.Options{
+	Filter:             filter.NewBloomFilter(10), // as cosmos-db's default
+	BlockCacheCapacity: 256 << 20,
+	WriteBuffer:        64 << 20,
+}
+
 // Open opens (or creates) the state database in dir.
 func Open(dir string, log *slog.Logger, m *Metrics) (*App, error) {
-	db, err := idb.NewDB("state", "goleveldb", dir)
+	db, err := dbm.NewGoLevelDBWithOpts("state", dir, stateDBOptions)
 	if err != nil {
 		return nil, fmt.Errorf("couldn't open state database: %w", err)
 	}
-	return newApp(db, log, m)
+	rdb, err := dbm.NewGoLevelDB("txresults", dir, nil)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("couldn't open transaction results database: %w", err)
+	}
+	return newApp(idb.NewWrapper(db), idb.NewWrapper(rdb), log, m)
 }
 
 // OpenMemory opens an in-memory state, for tests and tools.
-func OpenMemory(log *slog.Logger) (*App, error) { return newApp(idb.NewMemDB(), log, nil) }
+func OpenMemory(log *slog.Logger) (*App, error) {
+	return newApp(idb.NewMemDB(), idb.NewMemDB(), log, nil)
+}
 
-func newApp(db idb.DB, log *slog.Logger, m *Metrics) (*App, error) {
+func newApp(db, results idb.DB, log *slog.Logger, m *Metrics) (*App, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -79,7 +136,7 @@ func newApp(db idb.DB, log *slog.Logger, m *Metrics) (*App, error) {
 	if _, err := tree.Load(); err != nil {
 		return nil, fmt.Errorf("couldn't load state: %w", err)
 	}
-	a := &App{log: log, db: db, tree: tree, metrics: m}
+	a := &App{log: log, db: db, results: results, tree: tree, metrics: m}
 	if err := a.refreshLatest(); err != nil {
 		return nil, err
 	}
@@ -88,7 +145,7 @@ func newApp(db idb.DB, log *slog.Logger, m *Metrics) (*App, error) {
 }
 
 // Close releases the database.
-func (a *App) Close() error { return a.db.Close() }
+func (a *App) Close() error { return errors.Join(a.db.Close(), a.results.Close()) }
 
 // refreshLatest points readers at the newest version. The caller holds
 // a.mu for writing, or is the constructor.
@@ -230,7 +287,9 @@ func checkGenesisValidators(got, want []abci.ValidatorUpdate) error {
 func (a *App) CheckTx(_ context.Context, req *abci.RequestCheckTx) (*abci.ResponseCheckTx, error) {
 	// The lock keeps NextSeq readers off the overlay while it changes.
 	a.mu.Lock()
-	_, _, rej := apply(a.check, req.Tx, execCtx{chainID: a.chainID, at: a.lastBlock, verifySig: req.Type == abci.CheckTxType_New})
+	c := execCtx{chainID: a.chainID, at: a.lastBlock, verifySig: req.Type == abci.CheckTxType_New}
+	c.verified = func(k key.Public) { a.rememberSig(tx.Hash(req.Tx), k) }
+	_, _, rej := apply(a.check, req.Tx, c)
 	a.mu.Unlock()
 	if rej != nil {
 		a.metrics.checkRejected(rej.Code)
@@ -246,6 +305,7 @@ func (a *App) FinalizeBlock(_ context.Context, req *abci.RequestFinalizeBlock) (
 	results := make([]*abci.ExecTxResult, len(req.Txs))
 	var vals validatorUpdates
 	a.staged = a.staged[:0]
+	a.stagedIdx = map[[32]byte]int{}
 	a.stagedAt = c.at
 	pre := a.preverify(req.Txs)
 	// iavl's Set rewires nodes the committed tree shares; no reader may walk
@@ -283,12 +343,10 @@ func (a *App) FinalizeBlock(_ context.Context, req *abci.RequestFinalizeBlock) (
 		h := tx.Hash(raw)
 		// A hash's record is its applying inclusion: a refusal is replaced
 		// by a later success of the same bytes, a success is never replaced.
-		var prev TxResult
-		if had := getJSON(st, txResultKey(h), &prev); !had || (prev.Code != OK && r.Code == OK) {
-			putJSON(st, txResultKey(h), r)
-		} else {
+		if prev, had := a.txResultBefore(h); had && !(prev.Code != OK && r.Code == OK) {
 			r = prev
 		}
+		a.stagedIdx[h] = len(a.staged)
 		a.staged = append(a.staged, committedTx{hash: h, res: r})
 	}
 	return &abci.ResponseFinalizeBlock{TxResults: results, ValidatorUpdates: vals.updates(a.validatorKeys()), AppHash: a.tree.WorkingHash()}, nil
@@ -366,7 +424,8 @@ func (a *App) preverify(txs [][]byte) []preverified {
 					continue
 				}
 				if k, ok := signingKey(st, p.t, p.body); ok {
-					p.verdict = &sigVerdict{key: k, ok: p.t.VerifySig(k)}
+					valid := a.verifiedSig(tx.Hash(txs[i]), k) || p.t.VerifySig(k)
+					p.verdict = &sigVerdict{key: k, ok: valid}
 				}
 			}
 		}()
@@ -378,8 +437,26 @@ func (a *App) preverify(txs [][]byte) []preverified {
 // Commit persists the block's state as version = height and resets the
 // mempool's view to it.
 func (a *App) Commit(context.Context, *abci.RequestCommit) (*abci.ResponseCommit, error) {
+	// Results first: if the process dies before SaveVersion, CometBFT
+	// replays the block, which rewrites the same results.
+	b := a.results.NewBatch()
+	for _, t := range a.staged {
+		v, err := tx.Marshal(t.res)
+		if err == nil {
+			err = b.Set(txResultKey(t.hash), v)
+		}
+		if err != nil {
+			b.Close()
+			return nil, fmt.Errorf("couldn't save transaction results: %w", err)
+		}
+	}
+	err := b.WriteSync()
+	b.Close()
+	if err != nil {
+		return nil, fmt.Errorf("couldn't save transaction results: %w", err)
+	}
 	a.mu.Lock()
-	_, _, err := a.tree.SaveVersion()
+	_, _, err = a.tree.SaveVersion()
 	if err == nil {
 		err = a.refreshLatest()
 	}
@@ -413,4 +490,30 @@ func (a *App) Query(_ context.Context, req *abci.RequestQuery) (*abci.ResponseQu
 		res.Info = string(b)
 	}
 	return res, nil
+}
+
+// txResultBefore returns the recorded result of the transaction with hash
+// h from an earlier inclusion: in this block, else in a committed one.
+func (a *App) txResultBefore(h [32]byte) (TxResult, bool) {
+	if i, ok := a.stagedIdx[h]; ok {
+		return a.staged[i].res, true
+	}
+	return a.committedTxResult(h)
+}
+
+// committedTxResult returns the result of the transaction with hash h
+// from a committed block.
+func (a *App) committedTxResult(h [32]byte) (TxResult, bool) {
+	var r TxResult
+	b, err := a.results.Get(txResultKey(h))
+	if err != nil {
+		panic(fmt.Sprintf("ledger: transaction results read failed: %v", err))
+	}
+	if b == nil {
+		return r, false
+	}
+	if err := tx.Unmarshal(b, &r); err != nil {
+		panic(fmt.Sprintf("ledger: corrupt transaction result %x: %v", h, err))
+	}
+	return r, true
 }

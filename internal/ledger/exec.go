@@ -65,6 +65,9 @@ type execCtx struct {
 	// the key needed now is that same key; verification is a pure function
 	// of key and bytes, so the result is the same as verifying again.
 	pre *sigVerdict
+	// verified, if set, is told each key a signature was checked valid
+	// against here.
+	verified func(k key.Public)
 }
 
 type sigVerdict struct {
@@ -173,6 +176,9 @@ func (x *txExec) checkSig(k key.Public) *Rejection {
 		ok = p.ok
 	} else {
 		ok = x.t.VerifySig(k)
+		if ok && x.c.verified != nil {
+			x.c.verified(k)
+		}
 	}
 	if !ok {
 		return reject(CodeBadSignature, "")

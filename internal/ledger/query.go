@@ -164,8 +164,8 @@ func (a *App) NextSeq(signer string, lane uint32) uint64 {
 func (a *App) TxResult(hash [32]byte) (*TxResult, error) {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	var r TxResult
-	if !getJSON(treeKV{a.latest}, txResultKey(hash), &r) {
+	r, ok := a.committedTxResult(hash)
+	if !ok {
 		return nil, ErrNotFound
 	}
 	return &r, nil

@@ -158,8 +158,14 @@ func TestRegisterRefusals(t *testing.T) {
 				t.Errorf("CheckTx = %s, want %s", got.Name(), tt.want.Name())
 			}
 			d.want1(raw, tt.want)
-			if string(d.hashes[d.height]) == string(before) {
-				t.Error("the app hash did not change (the outcome should be recorded)")
+			// A refusal changes no state: the app hash stays, and the
+			// outcome is kept beside the tree (and in CometBFT's
+			// LastResultsHash).
+			if changed := string(d.hashes[d.height]) != string(before); changed != (tt.want == ledger.OK) {
+				t.Errorf("app hash changed = %v for outcome %s", changed, tt.want.Name())
+			}
+			if r, err := d.app.TxResult(tx.Hash(raw)); err != nil || r.Code != tt.want {
+				t.Errorf("TxResult = %+v, %v; want code %s", r, err, tt.want.Name())
 			}
 			meta, _, _ := d.app.Meta(0)
 			wantResidents := uint64(1)

@@ -13,8 +13,9 @@ import (
 	"github.com/imi-city/imi/internal/tx"
 )
 
-// Key prefixes of the Merkle-committed state. Everything the ledger knows is
-// under one of them, so the app hash covers all of it.
+// Key prefixes of the Merkle-committed state: the app hash covers all of it.
+// Transaction results alone are kept beside the tree: they follow from the
+// blocks, and CometBFT's LastResultsHash commits to them.
 const (
 	pAuthority     = "auth/"     // authority id -> Authority
 	pAuthorityBy   = "authdid/"  // authority DID -> id
@@ -23,7 +24,7 @@ const (
 	pUnique        = "uniq/"     // uniqueness tag -> DID
 	pSeq           = "seq/"      // signer/lane -> next sequence number
 	pProposal      = "prop/"     // proposal id -> Proposal
-	pTxResult      = "txr/"      // tx hash (hex) -> TxResult
+	pTxResult      = "txr/"      // tx hash (hex) -> TxResult, in the results database beside the tree
 	kMeta          = "meta"      // Meta
 )
 
