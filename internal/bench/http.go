@@ -14,8 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	abci "github.com/cometbft/cometbft/abci/types"
-
+	"github.com/imi-city/imi/internal/district"
 	"github.com/imi-city/imi/internal/httpapi"
 	"github.com/imi-city/imi/internal/ledger"
 	"github.com/imi-city/imi/internal/node"
@@ -36,7 +35,7 @@ func startAPI(app *ledger.App, n *node.Node, log *slog.Logger) (*apiServer, erro
 	}
 	a := &apiServer{
 		srv: &http.Server{
-			Handler:           httpapi.New(app, chain{n}, httpapi.Config{}, log),
+			Handler:           httpapi.New(app, district.NewChain(n), httpapi.Config{}, log),
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       30 * time.Second,
 			WriteTimeout:      90 * time.Second,
@@ -61,32 +60,6 @@ func (a *apiServer) close() error {
 		return fmt.Errorf("the API server failed: %w", err)
 	}
 	return nil
-}
-
-// chain is httpapi.Chain over a node, like district's: the API's write path
-// uses only Submit.
-type chain struct{ n *node.Node }
-
-func (c chain) Submit(ctx context.Context, raw []byte) (*abci.ResponseCheckTx, error) {
-	res, err := c.n.CheckTx(ctx, raw)
-	switch {
-	case errors.Is(err, node.ErrTxInCache):
-		return nil, fmt.Errorf("%w: %w", httpapi.ErrInCache, err)
-	case errors.Is(err, node.ErrMempoolFull):
-		return nil, fmt.Errorf("%w: %w", httpapi.ErrMempoolFull, err)
-	case errors.Is(err, node.ErrTxTooLarge):
-		return nil, fmt.Errorf("%w: %w", httpapi.ErrTooLarge, err)
-	}
-	return res, err
-}
-
-func (c chain) Status() httpapi.ChainStatus {
-	s := c.n.Status()
-	return httpapi.ChainStatus{NodeID: s.NodeID, LatestHeight: s.LatestHeight, LatestTime: s.LatestBlockTime}
-}
-
-func (c chain) Commit(int64) (any, error) {
-	return nil, errors.New("the benchmark's API serves no commits")
 }
 
 // submitHTTP runs one client per stream of l, each posting its

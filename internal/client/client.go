@@ -48,7 +48,11 @@ func New(nodes string) (*Client, error) {
 	if len(list) == 0 {
 		return nil, errors.New("no node address given")
 	}
-	return &Client{nodes: list, http: &http.Client{Timeout: 60 * time.Second}}, nil
+	// A registrar's back office submits from many goroutines at once; the
+	// default transport keeps only two idle connections per node.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 64
+	return &Client{nodes: list, http: &http.Client{Timeout: 60 * time.Second, Transport: tr}}, nil
 }
 
 // Problem is a refusal from the node (RFC 9457).

@@ -103,7 +103,7 @@ func Run(ctx context.Context, home string, opts RunOptions) error {
 	if err != nil {
 		return fmt.Errorf("couldn't listen for the API on %s: %w", addr, err)
 	}
-	api := httpapi.New(app, chain{n}, httpapi.Config{}, log.With("module", "http"))
+	api := httpapi.New(app, NewChain(n), httpapi.Config{}, log.With("module", "http"))
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -138,7 +138,9 @@ func Run(ctx context.Context, home string, opts RunOptions) error {
 	return nil
 }
 
-// chain adapts node.Node to what the API needs.
+// NewChain adapts a running node to what the API needs.
+func NewChain(n *node.Node) httpapi.Chain { return chain{n} }
+
 type chain struct{ n *node.Node }
 
 func (c chain) Submit(ctx context.Context, raw []byte) (*abci.ResponseCheckTx, error) {
