@@ -44,8 +44,8 @@ type Info struct {
 	Height  int64
 }
 
-// metricsOnce guards the process-wide Prometheus registration: a process
-// runs one node outside tests.
+// ledgerMetrics is registered once per process: Prometheus refuses a second
+// registration, and a process runs one node outside tests.
 var ledgerMetrics *ledger.Metrics
 
 // Run runs the node in home until ctx ends, then shuts down cleanly: the

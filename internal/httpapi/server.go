@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -46,16 +47,14 @@ var (
 
 // ChainStatus is the consensus engine's view of the network.
 type ChainStatus struct {
-	NodeID         string      `json:"node_id"`
-	LatestHeight   int64       `json:"latest_height"`
-	LatestAppHash  string      `json:"latest_app_hash"`
-	LatestBlock    string      `json:"latest_block_hash"`
-	LatestTime     time.Time   `json:"latest_block_time"`
-	CatchingUp     bool        `json:"catching_up"`
-	Peers          int         `json:"peers"`
-	Validators     []Validator `json:"validators"`
-	VotingPowerOK  bool        `json:"-"`
-	EarliestHeight int64       `json:"earliest_height"`
+	NodeID        string      `json:"node_id"`
+	LatestHeight  int64       `json:"latest_height"`
+	LatestAppHash string      `json:"latest_app_hash"`
+	LatestBlock   string      `json:"latest_block_hash"`
+	LatestTime    time.Time   `json:"latest_block_time"`
+	CatchingUp    bool        `json:"catching_up"`
+	Peers         int         `json:"peers"`
+	Validators    []Validator `json:"validators"`
 }
 
 // Validator is one member of the validator set.
@@ -311,16 +310,7 @@ func (s *Server) txResult(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return problem(http.StatusNotFound, "not_found", "no committed transaction with this hash", "未找到该已提交交易", "it may still be pending; retry shortly")
 	}
-	return writeJSON(w, http.StatusOK, TxResponse{Hash: hexUpper(h[:]), TxResult: *res, Reason: res.Code.Name()})
-}
-
-func hexUpper(b []byte) string {
-	const digits = "0123456789ABCDEF"
-	out := make([]byte, 2*len(b))
-	for i, c := range b {
-		out[2*i], out[2*i+1] = digits[c>>4], digits[c&15]
-	}
-	return string(out)
+	return writeJSON(w, http.StatusOK, TxResponse{Hash: fmt.Sprintf("%X", h[:]), TxResult: *res, Reason: res.Code.Name()})
 }
 
 func heightParam(r *http.Request) (int64, error) {

@@ -1,9 +1,7 @@
 package ledger
 
 import (
-	"bytes"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -434,7 +432,3 @@ func getProposal(st kv, id string) *Proposal {
 func putProposal(st kv, p *Proposal) { putJSON(st, []byte(pProposal+p.ID), p) }
 
 func txResultKey(hash [32]byte) []byte { return []byte(pTxResult + hex.EncodeToString(hash[:])) }
-
-var errNotFound = errors.New("not found")
-
-func equalBytes(a, b []byte) bool { return bytes.Equal(a, b) }

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"fmt"
 	"net/url"
@@ -128,7 +129,7 @@ func (x *txExec) execute(p *Proposal, m *Meta) {
 		putAuthority(x.st, a)
 	case tx.ActionSetValidator:
 		a := getAuthority(x.st, s.ID)
-		if a.Power > 0 && !equalBytes(a.ValidatorKey, s.ValidatorKey) {
+		if a.Power > 0 && !bytes.Equal(a.ValidatorKey, s.ValidatorKey) {
 			x.eff.validators = append(x.eff.validators, validatorChange{key: a.ValidatorKey, power: 0})
 		}
 		a.ValidatorKey, a.Power = s.ValidatorKey, s.Power
@@ -242,7 +243,7 @@ func totalPower(st kv, m *Meta) int64 {
 
 func validatorInUse(st kv, m *Meta, k []byte, except string) bool {
 	for _, id := range m.Authorities {
-		if a := getAuthority(st, id); a != nil && id != except && a.Power > 0 && equalBytes(a.ValidatorKey, k) {
+		if a := getAuthority(st, id); a != nil && id != except && a.Power > 0 && bytes.Equal(a.ValidatorKey, k) {
 			return true
 		}
 	}
