@@ -349,7 +349,7 @@ func (a *App) FinalizeBlock(_ context.Context, req *abci.RequestFinalizeBlock) (
 		a.stagedIdx[h] = len(a.staged)
 		a.staged = append(a.staged, committedTx{hash: h, res: r})
 	}
-	return &abci.ResponseFinalizeBlock{TxResults: results, ValidatorUpdates: vals.updates(a.validatorKeys()), AppHash: a.tree.WorkingHash()}, nil
+	return &abci.ResponseFinalizeBlock{TxResults: results, ValidatorUpdates: vals.updates(a.validatorKeys), AppHash: a.tree.WorkingHash()}, nil
 }
 
 // validatorUpdates merges a block's validator changes to one per key, in the
@@ -374,11 +374,16 @@ func (v *validatorUpdates) add(c validatorChange) {
 // updates drops removals of keys that were not validators when the block
 // started (added and removed within it): CometBFT refuses to remove a
 // validator it does not have.
-func (v *validatorUpdates) updates(current map[string]bool) []abci.ValidatorUpdate {
+// current is read only for a block that changes validators, which is rare.
+func (v *validatorUpdates) updates(current func() map[string]bool) []abci.ValidatorUpdate {
+	if len(v.order) == 0 {
+		return nil
+	}
+	was := current()
 	var out []abci.ValidatorUpdate
 	for _, k := range v.order {
 		p := v.power[k]
-		if p == 0 && !current[k] {
+		if p == 0 && !was[k] {
 			continue
 		}
 		out = append(out, abci.UpdateValidator([]byte(k), p, "ed25519"))
@@ -417,13 +422,14 @@ func (a *App) preverify(txs [][]byte) []preverified {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			keys := signerKeys{st: st, m: map[string]key.Public{}}
 			for i := w; i < len(txs); i += workers {
 				p := &out[i]
 				p.t, p.body, p.err = tx.Decode(txs[i])
 				if p.err != nil {
 					continue
 				}
-				if k, ok := signingKey(st, p.t, p.body); ok {
+				if k, ok := keys.of(p.t, p.body); ok {
 					valid := a.verifiedSig(tx.Hash(txs[i]), k) || p.t.VerifySig(k)
 					p.verdict = &sigVerdict{key: k, ok: valid}
 				}
@@ -432,6 +438,28 @@ func (a *App) preverify(txs [][]byte) []preverified {
 	}
 	wg.Wait()
 	return out
+}
+
+// signerKeys memoises, for one worker of one block, each signer's key at the
+// last commit: a block's registrations come from a few registrars, and their
+// records need not be decoded once per transaction.
+type signerKeys struct {
+	st kv
+	m  map[string]key.Public
+}
+
+func (s signerKeys) of(t *tx.Tx, body tx.Body) (key.Public, bool) {
+	if _, ok := body.(*tx.Recover); ok {
+		return signingKey(s.st, t, body)
+	}
+	if k, ok := s.m[t.Signer]; ok {
+		return k, true
+	}
+	k, ok := signingKey(s.st, t, body)
+	if ok {
+		s.m[t.Signer] = k
+	}
+	return k, ok
 }
 
 // Commit persists the block's state as version = height and resets the

@@ -393,23 +393,20 @@ func putJSON(st kv, k []byte, v any) {
 	st.set(k, b)
 }
 
-func getAuthority(st kv, id string) *Authority {
-	var a Authority
-	if !getJSON(st, []byte(pAuthority+id), &a) {
+// getRecord returns the record under k, or nil if there is none.
+func getRecord[T any](st kv, k string) *T {
+	var v T
+	if !getJSON(st, []byte(k), &v) {
 		return nil
 	}
-	return &a
+	return &v
 }
+
+func getAuthority(st kv, id string) *Authority { return getRecord[Authority](st, pAuthority+id) }
 
 func putAuthority(st kv, a *Authority) { putJSON(st, []byte(pAuthority+a.ID), a) }
 
-func getResident(st kv, d string) *Resident {
-	var r Resident
-	if !getJSON(st, []byte(pDID+d), &r) {
-		return nil
-	}
-	return &r
-}
+func getResident(st kv, d string) *Resident { return getRecord[Resident](st, pDID+d) }
 
 func putResident(st kv, r *Resident) { putJSON(st, []byte(pDID+r.DID), r) }
 
@@ -421,13 +418,7 @@ func getMeta(st kv) *Meta {
 
 func putMeta(st kv, m *Meta) { putJSON(st, []byte(kMeta), m) }
 
-func getProposal(st kv, id string) *Proposal {
-	var p Proposal
-	if !getJSON(st, []byte(pProposal+id), &p) {
-		return nil
-	}
-	return &p
-}
+func getProposal(st kv, id string) *Proposal { return getRecord[Proposal](st, pProposal+id) }
 
 func putProposal(st kv, p *Proposal) { putJSON(st, []byte(pProposal+p.ID), p) }
 

@@ -124,28 +124,23 @@ func (a *App) Proposals(h int64) ([]Proposal, int64, error) {
 
 // Proposal returns one proposal.
 func (a *App) Proposal(id string, h int64) (*Proposal, int64, error) {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
-	v, err := a.at(h)
-	if err != nil {
-		return nil, 0, err
-	}
-	p := getProposal(treeKV{v.t}, id)
-	if p == nil {
-		return nil, v.height, ErrNotFound
-	}
-	return p, v.height, nil
+	return recordAt[Proposal](a, pProposal+id, h)
 }
 
 // ResidentRecord returns the raw DID record of a resident.
 func (a *App) ResidentRecord(d string, h int64) (*Resident, int64, error) {
+	return recordAt[Resident](a, pDID+d, h)
+}
+
+// recordAt reads the record under k as of height h.
+func recordAt[T any](a *App, k string, h int64) (*T, int64, error) {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	v, err := a.at(h)
 	if err != nil {
 		return nil, 0, err
 	}
-	r := getResident(treeKV{v.t}, d)
+	r := getRecord[T](treeKV{v.t}, k)
 	if r == nil {
 		return nil, v.height, ErrNotFound
 	}
