@@ -153,17 +153,9 @@ func authorityPropose(ctx context.Context, e *env, args []string) error {
 		}
 		spec.ValidatorKey = b
 	}
-	k, signer, err := s.load()
+	res, cl, err := s.submit(ctx, n, &tx.Propose{Action: *action, Authority: spec, Reference: *reference})
 	if err != nil {
 		return err
-	}
-	cl, err := n.client()
-	if err != nil {
-		return err
-	}
-	res, err := cl.Sign(ctx, k, signer, uint32(*s.lane), &tx.Propose{Action: *action, Authority: spec, Reference: *reference})
-	if err != nil {
-		return explain(err)
 	}
 	id := "(see imi authority proposals)"
 	if list, err := cl.Proposals(ctx); err == nil {
@@ -189,17 +181,9 @@ func authorityVote(ctx context.Context, e *env, args []string) error {
 	if err := need("proposal", *id); err != nil {
 		return err
 	}
-	k, signer, err := s.load()
+	res, cl, err := s.submit(ctx, n, &tx.Vote{Proposal: *id})
 	if err != nil {
 		return err
-	}
-	cl, err := n.client()
-	if err != nil {
-		return err
-	}
-	res, err := cl.Sign(ctx, k, signer, uint32(*s.lane), &tx.Vote{Proposal: *id})
-	if err != nil {
-		return explain(err)
 	}
 	p, err := cl.Proposal(ctx, *id)
 	if err != nil {

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/imi-city/imi/internal/client"
 	"github.com/imi-city/imi/internal/did"
 	"github.com/imi-city/imi/internal/district"
+	"github.com/imi-city/imi/internal/httpapi"
 	"github.com/imi-city/imi/internal/idnumber"
 	"github.com/imi-city/imi/internal/key"
 	"github.com/imi-city/imi/internal/tx"
@@ -76,6 +78,23 @@ func (s signerOpt) load() (key.Private, did.DID, error) {
 	return k, did.FromKey(k.Public()), nil
 }
 
+// submit signs body as the chosen authority and sends it to the node.
+func (s signerOpt) submit(ctx context.Context, n nodeOpt, body tx.Body) (*httpapi.SubmitResponse, *client.Client, error) {
+	k, signer, err := s.load()
+	if err != nil {
+		return nil, nil, err
+	}
+	cl, err := n.client()
+	if err != nil {
+		return nil, nil, err
+	}
+	res, err := cl.Sign(ctx, k, signer, uint32(*s.lane), body)
+	if err != nil {
+		return nil, nil, explain(err)
+	}
+	return res, cl, nil
+}
+
 func uniquenessTag(e *env, home, keyFile, number string) (tx.Hash32, error) {
 	if number == "" {
 		fmt.Fprint(e.stderr, "Resident ID number (18 characters, from the card) / 公民身份号码: ")
@@ -124,17 +143,9 @@ func registrarRegister(ctx context.Context, e *env, args []string) error {
 	if err := readJSONFile(*reqFile, &req); err != nil {
 		return err
 	}
-	k, signer, err := s.load()
+	res, _, err := s.submit(ctx, n, &tx.RegisterResident{DID: req.DID, Key: req.Key, RecoveryHash: req.RecoveryHash, UniquenessTag: tag, Assurance: *assurance})
 	if err != nil {
 		return err
-	}
-	cl, err := n.client()
-	if err != nil {
-		return err
-	}
-	res, err := cl.Sign(ctx, k, signer, uint32(*s.lane), &tx.RegisterResident{DID: req.DID, Key: req.Key, RecoveryHash: req.RecoveryHash, UniquenessTag: tag, Assurance: *assurance})
-	if err != nil {
-		return explain(err)
 	}
 	fmt.Fprintf(e.stdout, "Registered %s at height %d (tx %s).\n", req.DID, res.Height, res.Hash)
 	return nil
@@ -169,17 +180,9 @@ func registrarReproof(ctx context.Context, e *env, args []string) error {
 	if err := readJSONFile(*reqFile, &req); err != nil {
 		return err
 	}
-	k, signer, err := s.load()
+	res, _, err := s.submit(ctx, n, &tx.Reproof{DID: *d, UniquenessTag: tag, NewKey: req.Key, NewRecoveryHash: req.RecoveryHash, Assurance: *assurance})
 	if err != nil {
 		return err
-	}
-	cl, err := n.client()
-	if err != nil {
-		return err
-	}
-	res, err := cl.Sign(ctx, k, signer, uint32(*s.lane), &tx.Reproof{DID: *d, UniquenessTag: tag, NewKey: req.Key, NewRecoveryHash: req.RecoveryHash, Assurance: *assurance})
-	if err != nil {
-		return explain(err)
 	}
 	fmt.Fprintf(e.stdout, "Re-proofed %s at height %d (tx %s): the new key is bound and the old one stopped working in that block.\n", *d, res.Height, res.Hash)
 	return nil
@@ -201,17 +204,9 @@ func registrarDeactivate(ctx context.Context, e *env, args []string) error {
 	if err := need("reason", *reason); err != nil {
 		return err
 	}
-	k, signer, err := s.load()
+	res, _, err := s.submit(ctx, n, &tx.Deactivate{DID: *d, Reason: strings.TrimSpace(*reason)})
 	if err != nil {
 		return err
-	}
-	cl, err := n.client()
-	if err != nil {
-		return err
-	}
-	res, err := cl.Sign(ctx, k, signer, uint32(*s.lane), &tx.Deactivate{DID: *d, Reason: strings.TrimSpace(*reason)})
-	if err != nil {
-		return explain(err)
 	}
 	fmt.Fprintf(e.stdout, "Deactivated %s (%s) at height %d (tx %s).\n", *d, *reason, res.Height, res.Hash)
 	return nil
