@@ -12,7 +12,7 @@ type waiters struct {
 	m  map[[32]byte][]chan TxResult
 }
 
-// Watch registers interest in hash. Call the returned cancel when done.
+// watch registers interest in hash. Call the returned cancel when done.
 func (w *waiters) watch(hash [32]byte) (<-chan TxResult, func()) {
 	ch := make(chan TxResult, 1)
 	w.mu.Lock()
@@ -52,8 +52,9 @@ func (w *waiters) notify(txs []committedTx) {
 	}
 }
 
-// WaitCommitted waits until the transaction with hash is in a committed block,
-// or ctx ends. Register with Watch before submitting, to not miss the commit.
+// Watch registers interest in the transaction with hash; call it before
+// submitting, so the commit cannot be missed. wait returns once the
+// transaction is in a committed block, or when ctx ends; cancel unregisters.
 func (a *App) Watch(hash [32]byte) (wait func(ctx context.Context) (TxResult, error), cancel func()) {
 	ch, cancel := a.waiters.watch(hash)
 	return func(ctx context.Context) (TxResult, error) {
