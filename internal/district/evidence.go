@@ -10,18 +10,12 @@ import (
 	"github.com/imi-city/imi/internal/node"
 )
 
-type jsonRaw = json.RawMessage
-
 // VerifiedAppHash checks the signed block a node served for chainID and
 // returns the app hash its header commits to: the state after the block
 // before it. The validator set is taken from the evidence and must be the
 // one the header names; a client that pins the validator set does better.
 func VerifiedAppHash(chainID string, evidence []byte) (height int64, appHash []byte, err error) {
-	var raw struct {
-		Header     json.RawMessage `json:"header"`
-		Commit     json.RawMessage `json:"commit"`
-		Validators json.RawMessage `json:"validators"`
-	}
+	var raw SignedBlock
 	if err := json.Unmarshal(evidence, &raw); err != nil {
 		return 0, nil, fmt.Errorf("couldn't read signed block: %w", err)
 	}

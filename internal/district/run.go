@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -171,10 +172,10 @@ func (c chain) Status() httpapi.ChainStatus {
 // SignedBlock is the light-client evidence for one block: its header, the
 // commit signing it and the validator set that signed.
 type SignedBlock struct {
-	Header     any  `json:"header"`
-	Commit     any  `json:"commit"`
-	Validators any  `json:"validators"`
-	Canonical  bool `json:"canonical"`
+	Header     json.RawMessage `json:"header"`
+	Commit     json.RawMessage `json:"commit"`
+	Validators json.RawMessage `json:"validators"`
+	Canonical  bool            `json:"canonical"`
 }
 
 func (c chain) Commit(h int64) (any, error) {
@@ -186,10 +187,7 @@ func (c chain) Commit(h int64) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	enc := func(v any) (any, error) {
-		raw, err := cmtjson.Marshal(v)
-		return jsonRaw(raw), err
-	}
+	enc := func(v any) (json.RawMessage, error) { return cmtjson.Marshal(v) }
 	hdr, err := enc(b.Header)
 	if err != nil {
 		return nil, err
