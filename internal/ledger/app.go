@@ -246,6 +246,18 @@ func (a *App) InitChain(_ context.Context, req *abci.RequestInitChain) (*abci.Re
 	if len(m.Authorities) == 0 {
 		return nil, errors.New("the genesis has no authorities")
 	}
+	for i := range g.CredentialTypes {
+		gt := &g.CredentialTypes[i]
+		au := getAuthority(st, gt.Issuer)
+		if au == nil || !au.HasRole(RoleIssuerPrefix+gt.Type.ID) {
+			return nil, fmt.Errorf("genesis credential type %d: %q does not hold the role issuer:%s", i, gt.Issuer, gt.Type.ID)
+		}
+		if err := checkCredentialType(st, &gt.Type); err != nil {
+			return nil, fmt.Errorf("genesis credential type %s: %w", gt.Type.ID, err)
+		}
+		putJSON(st, []byte(pCredType+gt.Type.ID), &CredentialType{RegisterCredentialType: gt.Type, Issuer: au.ID, Version: 1, Registered: at})
+		st.set([]byte(pVCT+gt.Type.VCT), []byte(gt.Type.ID))
+	}
 	putMeta(st, m)
 	// Until block one commits, the mempool must already see the founding
 	// authorities, or it would refuse every transaction of a new chain.

@@ -24,6 +24,9 @@ const (
 	CodeAlreadyVoted
 	CodeProposalInvalid
 	CodeInternal
+	CodeStatusIndexTaken
+	CodeStatusFinal
+	lastCode = CodeStatusFinal
 )
 
 // Codespace is reported with every non-zero code.
@@ -50,6 +53,8 @@ var codes = map[Code]codeInfo{
 	CodeAlreadyVoted:       {"already_voted", "this authority has already approved the proposal", "该机构已批准此提案"},
 	CodeProposalInvalid:    {"proposal_invalid", "the proposal cannot be carried out", "该提案无法执行"},
 	CodeInternal:           {"internal", "the node could not process the transaction", "节点无法处理该交易"},
+	CodeStatusIndexTaken:   {"status_index_taken", "that status-list entry is already allocated; pick another index", "该状态列表位置已被占用，请另选"},
+	CodeStatusFinal:        {"status_not_allowed", "the credential's status cannot change that way (revocation is final)", "凭证状态不能如此变更（撤销不可恢复）"},
 }
 
 // Name is the stable machine-readable name of c.
@@ -69,7 +74,7 @@ func (c Code) MessageZH() string { return codes[c].zh }
 // Codes lists every code, for documentation.
 func Codes() []Code {
 	out := make([]Code, 0, len(codes))
-	for c := OK; c <= CodeInternal; c++ {
+	for c := OK; c <= lastCode; c++ {
 		out = append(out, c)
 	}
 	return out

@@ -33,6 +33,8 @@ func TestCodesAreStable(t *testing.T) {
 		{ledger.CodeAlreadyVoted, 15, "already_voted"},
 		{ledger.CodeProposalInvalid, 16, "proposal_invalid"},
 		{ledger.CodeInternal, 17, "internal"},
+		{ledger.CodeStatusIndexTaken, 18, "status_index_taken"},
+		{ledger.CodeStatusFinal, 19, "status_not_allowed"},
 	}
 	all := ledger.Codes()
 	if len(all) != len(want) {

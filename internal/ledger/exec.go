@@ -146,6 +146,18 @@ func applyDecoded(st kv, t *tx.Tx, body tx.Body, c execCtx) (*effect, *Rejection
 		rej = x.propose(b)
 	case *tx.Vote:
 		rej = x.vote(b)
+	case *tx.RotateAuthorityKey:
+		rej = x.rotateAuthorityKey(b)
+	case *tx.RegisterCredentialType:
+		rej = x.registerCredentialType(b)
+	case *tx.ReserveStatus:
+		rej = x.reserveStatus(b)
+	case *tx.Revoke:
+		rej = x.setStatus(b.StatusRef, StatusInvalid)
+	case *tx.Suspend:
+		rej = x.setStatus(b.StatusRef, StatusSuspended)
+	case *tx.Unsuspend:
+		rej = x.setStatus(b.StatusRef, StatusValid)
 	default:
 		rej = reject(CodeMalformed, "unsupported transaction type")
 	}

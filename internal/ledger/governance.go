@@ -144,6 +144,7 @@ func authorityFromSpec(s *tx.AuthoritySpec, at Stamp) *Authority {
 	return &Authority{
 		ID: s.ID, DID: did.FromKey(s.Key).String(), NameZH: s.NameZH, NameEN: s.NameEN, Key: s.Key,
 		Roles: slices.Clone(s.Roles), ValidatorKey: s.ValidatorKey, Power: s.Power, Endpoint: s.Endpoint, Added: at,
+		KeyVersion: 1, KeySince: at, PastKeys: []PastKey{},
 	}
 }
 

@@ -192,18 +192,18 @@ func (a *App) Resolve(id string, h int64) (*did.Resolution, error) {
 	}
 	if id := st.get([]byte(pAuthorityBy + d.String())); id != nil {
 		au := getAuthority(st, string(id))
-		doc := did.NewDocument(d, au.Key, 1, false)
+		doc := did.NewDocument(d, au.Key, au.KeyVersion, false)
 		if au.Endpoint != "" {
 			doc.Service = []did.Service{{ID: d.String() + "#node", Type: "IMINode", ServiceEndpoint: au.Endpoint}}
 		}
 		doc.AlsoKnownAs = []string{"urn:imi:authority:" + au.ID}
 		res.Document = &doc
-		res.Metadata = did.Metadata{Created: au.Added.Time, Updated: au.Added.Time, VersionID: fmt.Sprint(au.Added.Height), Kind: "authority"}
+		res.Metadata = did.Metadata{Created: au.Added.Time, Updated: au.KeySince.Time, VersionID: fmt.Sprint(au.KeySince.Height), Kind: "authority"}
 		return res, nil
 	}
 	var gone RemovedAuthority
 	if getJSON(st, []byte(pAuthorityGone+d.String()), &gone) {
-		doc := did.NewDocument(d, gone.Authority.Key, 1, true)
+		doc := did.NewDocument(d, gone.Authority.Key, gone.Authority.KeyVersion, true)
 		res.Document = &doc
 		res.Metadata = did.Metadata{
 			Created: gone.Authority.Added.Time, Updated: gone.Removed.Time, Deactivated: true,

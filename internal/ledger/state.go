@@ -71,6 +71,10 @@ type Authority struct {
 	Power        int64      `json:"power"`
 	Endpoint     string     `json:"endpoint"`
 	Added        Stamp      `json:"added"`
+	// KeyVersion counts rotations from 1; KeySince is when Key took over.
+	KeyVersion uint64    `json:"key_version"`
+	KeySince   Stamp     `json:"key_since"`
+	PastKeys   []PastKey `json:"past_keys"`
 }
 
 // HasRole reports whether a holds role r.
@@ -157,6 +161,14 @@ type Genesis struct {
 	DistrictZH  string             `json:"district_zh"`
 	DistrictEN  string             `json:"district_en"`
 	Authorities []tx.AuthoritySpec `json:"authorities"`
+	// CredentialTypes are published at genesis by the named issuer.
+	CredentialTypes []GenesisCredentialType `json:"credential_types"`
+}
+
+// GenesisCredentialType is a credential type its issuer publishes at genesis.
+type GenesisCredentialType struct {
+	Issuer string                    `json:"issuer"`
+	Type   tx.RegisterCredentialType `json:"type"`
 }
 
 func seqKey(signer string, lane uint32) []byte {

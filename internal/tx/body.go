@@ -25,6 +25,18 @@ func newBody(t Type) (Body, error) {
 		return &Propose{}, nil
 	case TypeVote:
 		return &Vote{}, nil
+	case TypeRotateAuthorityKey:
+		return &RotateAuthorityKey{}, nil
+	case TypeRegisterCredentialType:
+		return &RegisterCredentialType{}, nil
+	case TypeReserveStatus:
+		return &ReserveStatus{}, nil
+	case TypeRevoke:
+		return &Revoke{}, nil
+	case TypeSuspend:
+		return &Suspend{}, nil
+	case TypeUnsuspend:
+		return &Unsuspend{}, nil
 	}
 	return nil, fmt.Errorf("unknown transaction type %q", t)
 }
@@ -107,6 +119,77 @@ type Propose struct {
 type Vote struct {
 	Proposal string `json:"proposal"`
 }
+
+// RotateAuthorityKey replaces an authority's signing key; the current key
+// signs it. The DID stays; earlier keys stay on record with the period they
+// were in force, so credentials signed before the rotation still verify and
+// none signed with an old key after it does.
+type RotateAuthorityKey struct {
+	NewKey key.Public `json:"new_key"`
+}
+
+// ClaimSpec describes one claim of a credential type: its name, whether it is
+// sensitive personal information (PIPL Art. 28), and how to show it.
+type ClaimSpec struct {
+	Name      string `json:"name"`
+	NameZH    string `json:"name_zh"`
+	NameEN    string `json:"name_en"`
+	Sensitive bool   `json:"sensitive"`
+}
+
+// RegisterCredentialType publishes (or, by its issuer, replaces) a credential
+// type. The signer must hold the role issuer:<ID>. It carries claim names,
+// never values.
+type RegisterCredentialType struct {
+	ID              string      `json:"id"`
+	VCT             string      `json:"vct"`
+	NameZH          string      `json:"name_zh"`
+	NameEN          string      `json:"name_en"`
+	Claims          []ClaimSpec `json:"claims"`
+	MaxValidityDays uint32      `json:"max_validity_days"`
+}
+
+// ReserveStatus allocates status-list entries for credentials the issuer is
+// about to sign. The issuer picks indices at random; the ledger refuses any
+// index already taken, so none is ever reused. Nothing here names the holder.
+type ReserveStatus struct {
+	Type    string   `json:"type"`
+	List    uint32   `json:"list"`
+	Indices []uint32 `json:"indices"`
+}
+
+// StatusRef names one status-list entry of the signing issuer.
+type StatusRef struct {
+	List  uint32 `json:"list"`
+	Index uint32 `json:"index"`
+}
+
+// Revoke sets an entry to revoked, which is final.
+type Revoke struct{ StatusRef }
+
+// Suspend sets a valid entry to suspended.
+type Suspend struct{ StatusRef }
+
+// Unsuspend sets a suspended entry back to valid.
+type Unsuspend struct{ StatusRef }
+
+// TxType implements Body.
+func (*RotateAuthorityKey) TxType() Type { return TypeRotateAuthorityKey }
+
+// TxType implements Body.
+func (*RegisterCredentialType) TxType() Type { return TypeRegisterCredentialType }
+
+// TxType implements Body.
+func (*ReserveStatus) TxType() Type { return TypeReserveStatus }
+
+// TxType implements Body.
+func (*Revoke) TxType() Type { return TypeRevoke }
+
+// TxType implements Body.
+func (*Suspend) TxType() Type { return TypeSuspend }
+
+// TxType implements Body.
+func (*Unsuspend) TxType() Type { return TypeUnsuspend }
 
 // TxType implements Body.
 func (*RegisterResident) TxType() Type { return TypeRegisterResident }

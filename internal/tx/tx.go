@@ -51,6 +51,13 @@ const (
 	TypeReproof          Type = "reproof"
 	TypePropose          Type = "propose"
 	TypeVote             Type = "vote"
+
+	TypeRotateAuthorityKey     Type = "rotate_authority_key"
+	TypeRegisterCredentialType Type = "register_credential_type"
+	TypeReserveStatus          Type = "reserve_status"
+	TypeRevoke                 Type = "revoke"
+	TypeSuspend                Type = "suspend"
+	TypeUnsuspend              Type = "unsuspend"
 )
 
 // Tx is a signed transaction. Body holds the canonical encoding of the body

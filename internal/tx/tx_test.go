@@ -49,6 +49,16 @@ func sampleTxs(t testing.TB) map[string]*Tx {
 			Roles: []string{"service_provider"}, ValidatorKey: res.Public().Bytes(), Power: 10, Endpoint: "http://127.0.0.1:8081",
 		}, Reference: "CC-GOV/2026-014"}, reg),
 		"vote": mk(regDID, 0, 12, &Vote{Proposal: "p-1"}, reg),
+		"rotate_authority_key": mk(regDID, 0, 13, &RotateAuthorityKey{NewKey: rec.Public()}, reg),
+		"register_credential_type": mk(regDID, 0, 14, &RegisterCredentialType{
+			ID: "utility_account", VCT: "urn:imi:vct:utility_account", NameZH: "水电账户", NameEN: "Utility account",
+			Claims:          []ClaimSpec{{Name: "account_number", NameZH: "账户号码", NameEN: "Account number", Sensitive: true}},
+			MaxValidityDays: 365,
+		}, reg),
+		"reserve_status": mk(regDID, 1, 15, &ReserveStatus{Type: "utility_account", List: 0, Indices: []uint32{912734, 17}}, reg),
+		"revoke":         mk(regDID, 1, 16, &Revoke{StatusRef{List: 0, Index: 912734}}, reg),
+		"suspend":        mk(regDID, 1, 17, &Suspend{StatusRef{List: 0, Index: 17}}, reg),
+		"unsuspend":      mk(regDID, 1, 18, &Unsuspend{StatusRef{List: 0, Index: 17}}, reg),
 	}
 }
 
