@@ -48,7 +48,7 @@ func sampleTxs(t testing.TB) map[string]*Tx {
 			ID: "cc-tax", NameZH: "禅城区税务局", NameEN: "Chancheng Tax Bureau", Key: rec.Public(),
 			Roles: []string{"service_provider"}, ValidatorKey: res.Public().Bytes(), Power: 10, Endpoint: "http://127.0.0.1:8081",
 		}, Reference: "CC-GOV/2026-014"}, reg),
-		"vote": mk(regDID, 0, 12, &Vote{Proposal: "p-1"}, reg),
+		"vote":                 mk(regDID, 0, 12, &Vote{Proposal: "p-1"}, reg),
 		"rotate_authority_key": mk(regDID, 0, 13, &RotateAuthorityKey{NewKey: rec.Public()}, reg),
 		"register_credential_type": mk(regDID, 0, 14, &RegisterCredentialType{
 			ID: "utility_account", VCT: "urn:imi:vct:utility_account", NameZH: "水电账户", NameEN: "Utility account",
