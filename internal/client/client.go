@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/imi-city/imi/internal/credential"
 	"github.com/imi-city/imi/internal/did"
 	"github.com/imi-city/imi/internal/httpapi"
 	"github.com/imi-city/imi/internal/key"
@@ -96,6 +97,10 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 			return fmt.Errorf("%s answered %s", n, resp.Status)
 		}
 		if out == nil {
+			return nil
+		}
+		if raw, ok := out.(*[]byte); ok {
+			*raw = b
 			return nil
 		}
 		if err := json.Unmarshal(b, out); err != nil {
@@ -195,4 +200,52 @@ func (c *Client) Sign(ctx context.Context, k key.Private, signer did.DID, lane u
 	}
 	t.Sign(k)
 	return c.Submit(ctx, t)
+}
+
+// CredentialTypes lists the published credential types.
+func (c *Client) CredentialTypes(ctx context.Context) (*httpapi.CredentialTypesResponse, error) {
+	var r httpapi.CredentialTypesResponse
+	return &r, c.do(ctx, "GET", "/v1/credential-types", nil, &r)
+}
+
+// CredentialType returns one credential type.
+func (c *Client) CredentialType(ctx context.Context, id string) (*ledger.CredentialType, error) {
+	var r ledger.CredentialType
+	return &r, c.do(ctx, "GET", "/v1/credential-types/"+url.PathEscape(id), nil, &r)
+}
+
+// Authority returns one authority by id or DID.
+func (c *Client) Authority(ctx context.Context, id string) (*ledger.Authority, error) {
+	var r ledger.Authority
+	return &r, c.do(ctx, "GET", "/v1/authorities/"+url.PathEscape(id), nil, &r)
+}
+
+// StatusFill returns how many entries each of issuer's status lists holds.
+func (c *Client) StatusFill(ctx context.Context, issuer string) ([]uint64, error) {
+	var r httpapi.StatusFillResponse
+	return r.Fill, c.do(ctx, "GET", "/v1/status-lists/"+url.PathEscape(issuer), nil, &r)
+}
+
+// StatusEntry returns one status entry as the ledger holds it.
+func (c *Client) StatusEntry(ctx context.Context, issuer string, list, index uint32) (*ledger.StatusEntry, error) {
+	var r ledger.StatusEntry
+	return &r, c.do(ctx, "GET", fmt.Sprintf("/v1/status-lists/%s/%d/%d", url.PathEscape(issuer), list, index), nil, &r)
+}
+
+// StatusListToken returns the signed status-list token of one list.
+func (c *Client) StatusListToken(ctx context.Context, issuer string, list uint32) (string, error) {
+	var b []byte
+	err := c.do(ctx, "GET", fmt.Sprintf("/v1/status-lists/%s/%d", url.PathEscape(issuer), list), nil, &b)
+	return string(b), err
+}
+
+// VerifyPresentation asks the node to verify a presentation made for aud and
+// nonce. The verdict is in the result; an error means no verdict was given.
+func (c *Client) VerifyPresentation(ctx context.Context, presentation, aud, nonce string) (*credential.Result, error) {
+	body, err := json.Marshal(httpapi.VerifyRequest{Presentation: presentation, Audience: aud, Nonce: nonce})
+	if err != nil {
+		return nil, err
+	}
+	var r credential.Result
+	return &r, c.do(ctx, "POST", "/v1/presentations/verify", body, &r)
 }

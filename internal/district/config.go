@@ -55,6 +55,28 @@ type GenesisConfig struct {
 	DistrictZH  string            `toml:"district_zh"`
 	DistrictEN  string            `toml:"district_en"`
 	Authorities []AuthorityConfig `toml:"authority"`
+	// CredentialTypes are published at the first block by their issuers.
+	CredentialTypes []CredentialTypeConfig `toml:"credential_type"`
+}
+
+// CredentialTypeConfig is a credential type an issuer publishes at genesis.
+// It names claims and marks the sensitive ones; it never holds values.
+type CredentialTypeConfig struct {
+	Issuer          string        `toml:"issuer"`
+	ID              string        `toml:"id"`
+	VCT             string        `toml:"vct"`
+	NameZH          string        `toml:"name_zh"`
+	NameEN          string        `toml:"name_en"`
+	MaxValidityDays uint32        `toml:"max_validity_days"`
+	Claims          []ClaimConfig `toml:"claims"`
+}
+
+// ClaimConfig is one claim of a credential type.
+type ClaimConfig struct {
+	Name      string `toml:"name"`
+	NameZH    string `toml:"name_zh"`
+	NameEN    string `toml:"name_en"`
+	Sensitive bool   `toml:"sensitive"`
 }
 
 // AuthorityConfig is one founding authority.
@@ -123,6 +145,15 @@ func (c *Config) genesis() (node.Genesis, error) {
 	}
 	if len(vals) == 0 {
 		return node.Genesis{}, errors.New("no authority has a validator_key: the network needs at least one validator")
+	}
+	for _, t := range c.Genesis.CredentialTypes {
+		gt := ledger.GenesisCredentialType{Issuer: t.Issuer, Type: tx.RegisterCredentialType{
+			ID: t.ID, VCT: t.VCT, NameZH: t.NameZH, NameEN: t.NameEN, MaxValidityDays: t.MaxValidityDays, Claims: []tx.ClaimSpec{},
+		}}
+		for _, cl := range t.Claims {
+			gt.Type.Claims = append(gt.Type.Claims, tx.ClaimSpec{Name: cl.Name, NameZH: cl.NameZH, NameEN: cl.NameEN, Sensitive: cl.Sensitive})
+		}
+		g.CredentialTypes = append(g.CredentialTypes, gt)
 	}
 	state, err := tx.Marshal(g)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/imi-city/imi/internal/credential"
 	"github.com/imi-city/imi/internal/key"
 	"github.com/imi-city/imi/internal/node"
 )
@@ -101,10 +102,23 @@ func InitDemo(home string, o InitOptions) error {
 		fmt.Fprintf(&b, "\n[[genesis.authority]]\nid = %s\nname_zh = %s\nname_en = %s\nroles = [%s]\npublic_key = %s\n",
 			q(a.id), q(a.zh), q(a.en), quoteList(roles), q(k.Public().String()))
 		if i == 0 {
-			fmt.Fprintf(&b, "validator_key = %s\npower = 10\nendpoint = %s\n", q(base64.StdEncoding.EncodeToString(valKey)), q("http://"+o.HTTP))
+			fmt.Fprintf(&b, "validator_key = %s\npower = 10\n", q(base64.StdEncoding.EncodeToString(valKey)))
 		} else {
-			b.WriteString("# validator_key = \"\"   # this authority runs no validator yet\npower = 0\nendpoint = \"\"\n")
+			b.WriteString("# validator_key = \"\"   # this authority runs no validator yet\npower = 0\n")
 		}
+		// In the demo one node serves every authority, so its address is
+		// each one's public endpoint (where status lists are fetched).
+		fmt.Fprintf(&b, "endpoint = %s\n", q("http://"+o.HTTP))
+	}
+	b.WriteString(credentialTypesHeader)
+	for _, gt := range credential.DemoTypes(demoAuthorities[0].id, demoAuthorities[1].id, demoAuthorities[2].id, demoAuthorities[3].id) {
+		t := gt.Type
+		fmt.Fprintf(&b, "\n[[genesis.credential_type]]\nissuer = %s\nid = %s\nvct = %s\nname_zh = %s\nname_en = %s\nmax_validity_days = %d\nclaims = [\n",
+			q(gt.Issuer), q(t.ID), q(t.VCT), q(t.NameZH), q(t.NameEN), t.MaxValidityDays)
+		for _, c := range t.Claims {
+			fmt.Fprintf(&b, "  { name = %s, name_zh = %s, name_en = %s, sensitive = %t },\n", q(c.Name), q(c.NameZH), q(c.NameEN), c.Sensitive)
+		}
+		b.WriteString("]\n")
 	}
 	hk, err := key.GenerateHMAC()
 	if err != nil {
@@ -115,6 +129,13 @@ func InitDemo(home string, o InitOptions) error {
 	}
 	return os.WriteFile(filepath.Join(home, ConfigFile), []byte(b.String()), 0o600)
 }
+
+const credentialTypesHeader = `
+# Credential types, published at the first block by their issuer, which must
+# hold the role issuer:<id>. Claim names only, never values; sensitive marks
+# sensitive personal information (PIPL Art. 28), which residents consent to
+# separately. Later types: a transaction register_credential_type.
+`
 
 func q(s string) string { return strconv.Quote(s) }
 

@@ -20,6 +20,7 @@ import (
 	abci "github.com/cometbft/cometbft/abci/types"
 
 	"github.com/imi-city/imi/internal/httpapi"
+	"github.com/imi-city/imi/internal/key"
 	"github.com/imi-city/imi/internal/ledger"
 	"github.com/imi-city/imi/internal/node"
 )
@@ -104,7 +105,7 @@ func Run(ctx context.Context, home string, opts RunOptions) error {
 	if err != nil {
 		return fmt.Errorf("couldn't listen for the API on %s: %w", addr, err)
 	}
-	api := httpapi.New(app, NewChain(n), httpapi.Config{}, log.With("module", "http"))
+	api := httpapi.New(app, NewChain(n), httpapi.Config{IssuerKeys: issuerKeys(home, cfg, log)}, log.With("module", "http"))
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -201,4 +202,20 @@ func (c chain) Commit(h int64) (any, error) {
 		return nil, err
 	}
 	return SignedBlock{Header: hdr, Commit: cm, Validators: vs, Canonical: b.Canonical}, nil
+}
+
+// issuerKeys loads the keys of the founding authorities that this home holds,
+// so the node can sign their status-list tokens. A missing key file only
+// means this node does not sign for that authority.
+func issuerKeys(home string, cfg *Config, log *slog.Logger) map[string]key.Private {
+	out := map[string]key.Private{}
+	for _, a := range cfg.Genesis.Authorities {
+		k, err := key.ReadFile(KeyFile(home, a.ID))
+		if err != nil {
+			continue
+		}
+		out[a.ID] = k
+	}
+	log.Info("status lists signed here", "authorities", len(out))
+	return out
 }

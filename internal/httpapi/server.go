@@ -22,7 +22,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/imi-city/imi/internal/credential"
 	"github.com/imi-city/imi/internal/did"
+	"github.com/imi-city/imi/internal/key"
 	"github.com/imi-city/imi/internal/ledger"
 	"github.com/imi-city/imi/internal/tx"
 )
@@ -77,6 +79,10 @@ type Config struct {
 	// Now is the wall clock, injected for tests. The API uses it only to tell
 	// an operator how old the last block is; the ledger never sees it.
 	Now func() time.Time
+	// IssuerKeys are the keys of the authorities whose status-list tokens
+	// this node signs, by authority id: its own authority's, or in the demo
+	// district every founding authority's.
+	IssuerKeys map[string]key.Private
 }
 
 // Server serves the API.
@@ -86,6 +92,7 @@ type Server struct {
 	cfg   Config
 	log   *slog.Logger
 	mux   *http.ServeMux
+	cred  credentialState
 }
 
 // New builds the API over app and chain.
@@ -103,6 +110,7 @@ func New(app *ledger.App, chain Chain, cfg Config, log *slog.Logger) *Server {
 		cfg.Now = time.Now
 	}
 	s := &Server{app: app, chain: chain, cfg: cfg, log: log, mux: http.NewServeMux()}
+	s.cred = credentialState{keys: cfg.IssuerKeys, nonces: credential.NewNonces(maxNonces, cfg.Now), tokens: map[string]cachedToken{}}
 	s.routes()
 	return s
 }
@@ -133,6 +141,12 @@ var routeTable = []route{
 	{"GET /v1/proposals/{id}", h(func(s *Server) handler { return s.proposal })},
 	{"GET /v1/accounts/{signer}/sequence", h(func(s *Server) handler { return s.sequence })},
 	{"GET /v1/blocks/{height}/commit", h(func(s *Server) handler { return s.commit })},
+	{"GET /v1/credential-types", h(func(s *Server) handler { return s.credentialTypes })},
+	{"GET /v1/credential-types/{id}", h(func(s *Server) handler { return s.credentialType })},
+	{"GET /v1/status-lists/{issuer}", h(func(s *Server) handler { return s.statusFill })},
+	{"GET /v1/status-lists/{issuer}/{list}", h(func(s *Server) handler { return s.statusToken })},
+	{"GET /v1/status-lists/{issuer}/{list}/{index}", h(func(s *Server) handler { return s.statusEntry })},
+	{"POST /v1/presentations/verify", h(func(s *Server) handler { return s.verifyPresentation })},
 }
 
 func (s *Server) routes() {
