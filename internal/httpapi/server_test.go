@@ -33,6 +33,8 @@ type fakeChain struct {
 	height int64
 	now    time.Time
 	hold   bool // stop making blocks
+	// step is how far block time advances per block; default one second.
+	step time.Duration
 }
 
 func (f *fakeChain) Submit(ctx context.Context, raw []byte) (*abci.ResponseCheckTx, error) {
@@ -58,7 +60,11 @@ func (f *fakeChain) block() {
 		return
 	}
 	f.height++
-	f.now = f.now.Add(time.Second)
+	step := f.step
+	if step == 0 {
+		step = time.Second
+	}
+	f.now = f.now.Add(step)
 	txs := f.queue
 	f.queue = nil
 	if _, err := f.app.FinalizeBlock(context.Background(), &abci.RequestFinalizeBlock{Height: f.height, Time: f.now, Txs: txs}); err != nil {
@@ -88,16 +94,23 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	app, err := ledger.OpenMemory(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	reg, _ := key.Generate()
-	genesisTime := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	g := ledger.Genesis{DistrictZH: "禅城区", DistrictEN: "Chancheng", Authorities: []tx.AuthoritySpec{{
 		ID: "cc-psb", NameZH: "公安", NameEN: "PSB", Key: reg.Public(), Roles: []string{"registrar"},
 		ValidatorKey: bytes.Repeat([]byte{7}, 32), Power: 10,
 	}}}
+	return newFixtureWith(t, reg, g, nil)
+}
+
+// newFixtureWith serves a chain with genesis g whose first authority is the
+// registrar reg; issuerKeys are the status-list keys the node holds.
+func newFixtureWith(t *testing.T, reg key.Private, g ledger.Genesis, issuerKeys map[string]key.Private) *fixture {
+	t.Helper()
+	app, err := ledger.OpenMemory(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	genesisTime := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	state, _ := tx.Marshal(g)
 	if _, err := app.InitChain(context.Background(), &abci.RequestInitChain{ChainId: chainID, InitialHeight: 1, Time: genesisTime, AppStateBytes: state}); err != nil {
 		t.Fatal(err)
@@ -117,7 +130,7 @@ func newFixture(t *testing.T) *fixture {
 			}
 		}
 	}()
-	api := New(app, f.chain, Config{CommitTimeout: 2 * time.Second, Gatherer: prometheus.NewRegistry(), Now: func() time.Time { return f.chain.Status().LatestTime }}, nil)
+	api := New(app, f.chain, Config{CommitTimeout: 2 * time.Second, Gatherer: prometheus.NewRegistry(), Now: func() time.Time { return f.chain.Status().LatestTime }, IssuerKeys: issuerKeys}, nil)
 	f.srv = httptest.NewServer(api)
 	t.Cleanup(func() { close(stop); f.srv.Close() })
 	return f
