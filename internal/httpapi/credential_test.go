@@ -243,4 +243,3 @@ func equalStrings(a, b []string) bool {
 	}
 	return true
 }
-
