@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -133,6 +135,13 @@ func (s *Server) statusToken(w http.ResponseWriter, r *http.Request) error {
 	}
 	k, ok := s.cred.keys[issuer]
 	if !ok {
+		// Only the issuer's node holds its key; send the caller there.
+		if au := s.authorityByID(issuer); au != nil && au.Endpoint != "" {
+			if u, err := url.Parse(au.Endpoint); err == nil && u.Host != r.Host && (u.Scheme == "https" || u.Scheme == "http") {
+				http.Redirect(w, r, strings.TrimSuffix(au.Endpoint, "/")+r.URL.Path, http.StatusTemporaryRedirect)
+				return nil
+			}
+		}
 		return problem(http.StatusNotFound, "not_signed_here", "this node does not sign the status lists of that issuer", "本节点不签发该机构的状态列表", "ask the issuer's own node")
 	}
 	last := s.app.LastBlock()
@@ -161,9 +170,9 @@ func (s *Server) makeStatusToken(issuer string, l uint32, k key.Private, last le
 	if err != nil {
 		return "", s.stateErr(err)
 	}
-	au, _, _, err := s.app.AuthorityByDID(s.authorityDID(issuer), last.Height)
-	if err != nil {
-		return "", s.stateErr(err)
+	au := s.authorityByID(issuer)
+	if au == nil {
+		return "", errNotFound
 	}
 	if !au.Key.Equal(k.Public()) {
 		return "", problem(http.StatusServiceUnavailable, "stale_key", "this node holds an old key of the issuer", "本节点持有的机构密钥已过期", "install the issuer's current key")
@@ -171,17 +180,17 @@ func (s *Server) makeStatusToken(issuer string, l uint32, k key.Private, last le
 	return credential.StatusToken(au, k, list, last.Time, statusTokenLifetime, statusTokenTTL)
 }
 
-func (s *Server) authorityDID(id string) string {
+func (s *Server) authorityByID(id string) *ledger.Authority {
 	list, _, err := s.app.Authorities(0)
 	if err != nil {
-		return ""
+		return nil
 	}
-	for _, a := range list {
-		if a.ID == id {
-			return a.DID
+	for i := range list {
+		if list[i].ID == id {
+			return &list[i]
 		}
 	}
-	return ""
+	return nil
 }
 
 // VerifyRequest asks the node to verify a presentation made for the caller:

@@ -215,9 +215,20 @@ func TestVerifyEndpointRejects(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || json.Unmarshal(b, &r) != nil || r.Outcome != credential.Invalid || r.Reason != sdjwt.ReasonTooLarge {
 		t.Errorf("oversized presentation: %d %s", resp.StatusCode, b)
 	}
-	// Only a node holding the issuer's key signs its status list.
+	// Only a node holding the issuer's key signs its status list; one
+	// that does not sends the caller to the issuer's endpoint, if it has one.
 	resp, b = do(t, "GET", f.srv.URL+"/v1/status-lists/cc-psb/0", nil)
 	wantProblem(t, resp, b, http.StatusNotFound, "not_signed_here")
+	f.api.cred.keys = nil
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Get(f.srv.URL + "/v1/status-lists/cc-hrss/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTemporaryRedirect || resp.Header.Get("Location") != "https://hrss.example/v1/status-lists/cc-hrss/0" {
+		t.Errorf("no key here: %d Location %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
 	resp, b = do(t, "GET", f.srv.URL+"/v1/status-lists/cc-hrss/99999", nil)
 	wantProblem(t, resp, b, http.StatusNotFound, "not_found")
 }

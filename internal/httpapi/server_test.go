@@ -85,6 +85,7 @@ func (f *fakeChain) Commit(h int64) (any, error) { return map[string]int64{"heig
 
 type fixture struct {
 	srv       *httptest.Server
+	api       *Server
 	chain     *fakeChain
 	registrar key.Private
 	regDID    string
@@ -131,7 +132,7 @@ func newFixtureWith(t *testing.T, reg key.Private, g ledger.Genesis, issuerKeys 
 		}
 	}()
 	api := New(app, f.chain, Config{CommitTimeout: 2 * time.Second, Gatherer: prometheus.NewRegistry(), Now: func() time.Time { return f.chain.Status().LatestTime }, IssuerKeys: issuerKeys}, nil)
-	f.srv = httptest.NewServer(api)
+	f.api, f.srv = api, httptest.NewServer(api)
 	t.Cleanup(func() { close(stop); f.srv.Close() })
 	return f
 }
