@@ -32,6 +32,7 @@ const (
 // nonces of accepted presentations.
 type credentialState struct {
 	keys   map[string]key.Private
+	ledger *credential.Cached
 	nonces *credential.Nonces
 	mu     sync.Mutex
 	tokens map[string]cachedToken
@@ -216,7 +217,7 @@ func (s *Server) verifyPresentation(w http.ResponseWriter, r *http.Request) erro
 	if req.Presentation == "" || req.Audience == "" || len(req.Nonce) < 16 {
 		return problem(http.StatusBadRequest, "bad_body", "presentation, aud and a nonce of at least 16 characters are required", "需要 presentation、aud 以及至少16个字符的 nonce", "")
 	}
-	res := credential.Verify(s.app, req.Presentation, credential.Policy{
+	res := credential.Verify(s.cred.ledger, req.Presentation, credential.Policy{
 		Audience: req.Audience, Nonce: req.Nonce, Now: s.cfg.Now(), Nonces: s.cred.nonces,
 	})
 	return writeJSON(w, http.StatusOK, res)

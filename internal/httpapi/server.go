@@ -110,7 +110,7 @@ func New(app *ledger.App, chain Chain, cfg Config, log *slog.Logger) *Server {
 		cfg.Now = time.Now
 	}
 	s := &Server{app: app, chain: chain, cfg: cfg, log: log, mux: http.NewServeMux()}
-	s.cred = credentialState{keys: cfg.IssuerKeys, nonces: credential.NewNonces(maxNonces, cfg.Now), tokens: map[string]cachedToken{}}
+	s.cred = credentialState{keys: cfg.IssuerKeys, ledger: credential.NewCached(app), nonces: credential.NewNonces(maxNonces, cfg.Now), tokens: map[string]cachedToken{}}
 	s.routes()
 	return s
 }
