@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -38,9 +39,13 @@ type credentialState struct {
 	tokens map[string]cachedToken
 }
 
+// cachedToken is a signed token and the list it was made from. Compressing
+// a list of 2^20 entries takes a tenth of a second, so a token is re-made
+// only when the list changed or it is half-way to expiry.
 type cachedToken struct {
-	height int64
-	token  string
+	notValid map[uint32]byte
+	iat      time.Time
+	token    string
 }
 
 // CredentialTypesResponse lists the published credential types.
@@ -146,16 +151,20 @@ func (s *Server) statusToken(w http.ResponseWriter, r *http.Request) error {
 		return problem(http.StatusNotFound, "not_signed_here", "this node does not sign the status lists of that issuer", "本节点不签发该机构的状态列表", "ask the issuer's own node")
 	}
 	last := s.app.LastBlock()
+	list, err := s.app.StatusListAt(issuer, l, last.Height)
+	if err != nil {
+		return s.stateErr(err)
+	}
 	ck := issuer + "/" + strconv.FormatUint(uint64(l), 10)
 	s.cred.mu.Lock()
 	c, hit := s.cred.tokens[ck]
 	s.cred.mu.Unlock()
-	if !hit || c.height != last.Height {
-		tok, err := s.makeStatusToken(issuer, l, k, last)
+	if !hit || !maps.Equal(c.notValid, list.NotValid) || last.Time.Sub(c.iat) >= statusTokenLifetime/2 {
+		tok, err := s.makeStatusToken(issuer, list, k, last)
 		if err != nil {
 			return err
 		}
-		c = cachedToken{height: last.Height, token: tok}
+		c = cachedToken{notValid: list.NotValid, iat: last.Time, token: tok}
 		s.cred.mu.Lock()
 		s.cred.tokens[ck] = c
 		s.cred.mu.Unlock()
@@ -166,11 +175,7 @@ func (s *Server) statusToken(w http.ResponseWriter, r *http.Request) error {
 	return err
 }
 
-func (s *Server) makeStatusToken(issuer string, l uint32, k key.Private, last ledger.Stamp) (string, error) {
-	list, err := s.app.StatusListAt(issuer, l, last.Height)
-	if err != nil {
-		return "", s.stateErr(err)
-	}
+func (s *Server) makeStatusToken(issuer string, list *ledger.StatusList, k key.Private, last ledger.Stamp) (string, error) {
 	au := s.authorityByID(issuer)
 	if au == nil {
 		return "", errNotFound

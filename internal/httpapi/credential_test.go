@@ -161,6 +161,13 @@ func TestPresentationLifecycle(t *testing.T) {
 		t.Errorf("replay = %+v", again)
 	}
 
+	// The token is re-made only when the list changes.
+	_, tok0 := do(t, "GET", f.srv.URL+"/v1/status-lists/cc-hrss/0", nil)
+	time.Sleep(30 * time.Millisecond) // a few blocks
+	if _, tok1 := do(t, "GET", f.srv.URL+"/v1/status-lists/cc-hrss/0", nil); !bytes.Equal(tok0, tok1) {
+		t.Error("an unchanged list was signed again")
+	}
+
 	// Revoke; the next verification after that block says revoked.
 	if resp, b := f.submitHRSS(t, &tx.Revoke{StatusRef: tx.StatusRef{List: 0, Index: iss.StatusIdx}}); resp.StatusCode != http.StatusOK {
 		t.Fatalf("revoke: %d %s", resp.StatusCode, b)
@@ -171,6 +178,9 @@ func TestPresentationLifecycle(t *testing.T) {
 	}
 
 	resp, tok := do(t, "GET", f.srv.URL+"/v1/status-lists/cc-hrss/0", nil)
+	if bytes.Equal(tok, tok0) {
+		t.Error("the token did not change with the list")
+	}
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/statuslist+jwt" {
 		t.Fatalf("status token: %d %s", resp.StatusCode, tok)
 	}
