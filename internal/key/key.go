@@ -169,6 +169,10 @@ func (k Private) WriteFile(path string) error {
 	return writeNew(path, append(b, '\n'))
 }
 
+// Seed returns a copy of the 32-byte seed, for storing the key inside an
+// encrypted container such as the resident's wallet. Callers clear it after.
+func (k Private) Seed() []byte { return k.k.Seed() }
+
 // ReadFile loads a key written by WriteFile.
 func ReadFile(path string) (Private, error) {
 	b, err := os.ReadFile(path)
