@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -229,6 +230,33 @@ func TestNoPersonalDataOnDisk(t *testing.T) {
 	}
 	idsSeen = append(idsSeen, string(mistyped))
 
+	// A credential carries personal data to the resident, never to the
+	// chain: the issuer sends only a status reservation, the wallet file is
+	// encrypted, and the node that verifies a presentation keeps nothing.
+	credClaims := map[string]string{
+		"family_name": "欧阳金丝雀", "given_name": "CanaryGiven", "ethnicity": "金丝雀族",
+		"registered_address": "佛山市禅城区金丝雀街7号", "resident_id_number": ids[2],
+	}
+	claimsFile := filepath.Join(dir, "claims.json") // the issuer's own record, not scanned
+	cb, _ := json.Marshal(credClaims)
+	if err := os.WriteFile(claimsFile, cb, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("IMI_WALLET_PASSPHRASE", "correct horse battery staple")
+	credFile := filepath.Join(wallets, "identity.json")
+	if r := cli("credential issue", "--type", "resident_identity", "--to", dids[2], "--claims", claimsFile, "--out", credFile); r.code != 0 {
+		t.Fatalf("issue: %s", r)
+	}
+	walletFile := filepath.Join(wallets, "r2.wallet")
+	mustIMI(t, "wallet", "init", "--wallet", walletFile, "--resident", filepath.Join(wallets, "r2"))
+	mustIMI(t, "wallet", "add", "--wallet", walletFile, "--node", nodeURL, credFile)
+	presFile := filepath.Join(dir, "presentation.txt")
+	mustIMI(t, "wallet", "present", "--wallet", walletFile, "--type", "resident_identity", "--claims", "given_name,registered_address,age_over_18",
+		"--aud", "urn:imi:service:canary", "--nonce", "canary-nonce-0001", "--out", presFile)
+	if r := runIMI(t, "verify", "--aud", "urn:imi:service:canary", "--nonce", "canary-nonce-0001", "--node", nodeURL, presFile); r.code != 0 || !strings.Contains(r.stdout, "CanaryGiven") {
+		t.Fatalf("verify: %s", r)
+	}
+
 	// The one free text a proposal carries onto the chain: an authority's
 	// Chinese and English names, public facts about an institution. The
 	// canaries here check that the scan does see chain data.
@@ -361,6 +389,13 @@ func TestNoPersonalDataOnDisk(t *testing.T) {
 			if w := hits(nd, everywhere); len(w) > 0 {
 				t.Errorf("PERSONAL DATA: ID number form %s found in %s", nd.name, strings.Join(w, ", "))
 			}
+		}
+	}
+	// Claim values of the credential: not on the node's disk nor in its log,
+	// and not in the clear in the resident's files.
+	for name, v := range credClaims {
+		if w := hits(needle{"credential claim " + name, []byte(v)}, append(append(append([]scanTarget{}, disk...), logs...), walletFiles...)); len(w) > 0 {
+			t.Errorf("PERSONAL DATA: credential claim %s found in %s", name, strings.Join(w, ", "))
 		}
 	}
 	// Refused free text leaves no trace on disk or in the log.
