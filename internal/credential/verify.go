@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -98,6 +99,7 @@ const (
 	ReasonStatusMissing     = "status_missing"
 	ReasonStatusEntry       = "status_entry_mismatch"
 	ReasonUndeclaredClaim   = "undeclared_claim"
+	ReasonPlainClaim        = "claim_not_selectively_disclosable"
 	ReasonNonceReplayed     = "nonce_replayed"
 	ReasonLedgerUnavailable = "ledger_unavailable"
 	ReasonLedgerStale       = "ledger_stale"
@@ -116,6 +118,7 @@ var messages = map[string][2]string{
 	ReasonStatusMissing:                {"the credential has no status entry", "凭证缺少状态信息"},
 	ReasonStatusEntry:                  {"the credential's status entry does not belong to it", "凭证的状态条目与凭证不符"},
 	ReasonUndeclaredClaim:              {"the credential discloses a claim its type does not declare", "凭证披露了类型未声明的信息项"},
+	ReasonPlainClaim:                   {"the credential shows a personal claim the resident cannot withhold", "凭证中含有居民无法选择不披露的个人信息"},
 	ReasonNonceReplayed:                {"this presentation was already used; ask the resident to present again", "该出示已使用过，请居民重新出示"},
 	ReasonLedgerUnavailable:            {"the ledger could not be read; try again", "暂时无法读取账本，请重试"},
 	ReasonLedgerStale:                  {"the node is behind the network, so the credential's status is not known; try again", "节点数据未同步，暂无法确认凭证状态，请重试"},
@@ -147,6 +150,13 @@ func fill(r *Result) *Result {
 	}
 	r.Message, r.MessageZH = m[0], m[1]
 	return r
+}
+
+// vcClaims are the claims of the JWT and SD-JWT VC layer, which a credential
+// type may not declare (ledger's reserved claim names).
+var vcClaims = map[string]bool{
+	"iss": true, "sub": true, "aud": true, "iat": true, "nbf": true, "exp": true, "jti": true,
+	"cnf": true, "vct": true, "vct#integrity": true, "status": true,
 }
 
 // refusal carries a reason out of the IssuerKey callback.
@@ -205,16 +215,34 @@ func Verify(l Ledger, presentation string, p Policy) *Result {
 			return fill(out)
 		}
 	}
-	until := p.Now.Add(2 * sdjwt.DefaultIATWindow)
-	if p.Nonces == nil || !p.Nonces.Use(p.Nonce, until) {
-		out.Outcome, out.Reason = Invalid, ReasonNonceReplayed
-		return fill(out)
+	// A claim the issuer left plain reaches every verifier whatever the
+	// resident chose: the type's claims must be disclosures, and only the
+	// SD-JWT VC's own claims may be plain.
+	for name := range res.Claims {
+		_, declared := ct.Claim(name)
+		switch {
+		case !declared && !vcClaims[name]:
+			out.Outcome, out.Reason, out.Detail = Invalid, ReasonUndeclaredClaim, clip(name)
+			return fill(out)
+		case declared && !slices.Contains(res.Disclosed, name):
+			out.Outcome, out.Reason, out.Detail = Invalid, ReasonPlainClaim, name
+			return fill(out)
+		}
 	}
-	out.Height = entry.Reserved.Height
+	// Status before the nonce: an undetermined answer carries no claims, so
+	// the resident may send the same presentation again once the node has
+	// caught up.
 	last := l.LastBlock()
 	if p.Now.Sub(last.Time) > p.MaxStatusAge {
 		out.Outcome, out.Reason = StatusUndetermined, ReasonLedgerStale
 		out.Detail = fmt.Sprintf("last block %d at %s", last.Height, last.Time.UTC().Format(time.RFC3339))
+		return fill(out)
+	}
+	// A KB-JWT dated up to one window ahead stays acceptable until one
+	// window after that; the nonce must outlive it, the last second included.
+	until := p.Now.Add(2*sdjwt.DefaultIATWindow + time.Second)
+	if p.Nonces == nil || !p.Nonces.Use(p.Nonce, until) {
+		out.Outcome, out.Reason = Invalid, ReasonNonceReplayed
 		return fill(out)
 	}
 	out.Height = last.Height
