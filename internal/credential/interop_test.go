@@ -13,7 +13,6 @@ import (
 	"github.com/imi-city/imi/internal/credential"
 	"github.com/imi-city/imi/internal/ledger"
 	"github.com/imi-city/imi/internal/sdjwt"
-	"github.com/imi-city/imi/internal/statuslist"
 	"github.com/imi-city/imi/internal/tsinterop"
 )
 
@@ -32,30 +31,23 @@ func tsJWK(label string) map[string]any {
 }
 
 // statusToken is the statuslist+jwt of one of authority id's lists, made
-// from the fake ledger's entries and signed with the authority's key.
+// from the fake ledger's entries by the code a node serves it with.
 func (w *world) statusToken(id string, list uint32) (token, uri string) {
 	w.tb.Helper()
-	l, err := statuslist.New(2, ledger.StatusListSize)
-	if err != nil {
-		w.tb.Fatal(err)
-	}
+	l := &ledger.StatusList{Issuer: id, List: list, NotValid: map[uint32]byte{}}
 	w.l.mu.RLock()
 	for k, e := range w.l.entries {
-		if k.issuer == id && k.list == list {
-			if err := l.Set(int(k.idx), e.Status); err != nil {
-				w.tb.Fatal(err)
-			}
+		if k.issuer == id && k.list == list && e.Status != ledger.StatusValid {
+			l.NotValid[k.idx] = e.Status
 		}
 	}
 	w.l.mu.RUnlock()
 	a := w.authority(id)
-	uri = credential.StatusURI(a, list)
-	token, err = statuslist.SignToken(credential.Signer(w.keys[id]), credential.KeyID(a, a.KeyVersion), uri,
-		w.now.Add(-time.Minute), w.now.Add(time.Hour), 10*time.Minute, l)
+	token, err := credential.StatusToken(a, w.keys[id], l, w.now.Add(-time.Minute), time.Hour, 10*time.Minute)
 	if err != nil {
 		w.tb.Fatal(err)
 	}
-	return token, uri
+	return token, credential.StatusURI(a, list)
 }
 
 // normalize makes claims from either side comparable: JSON numbers,

@@ -17,6 +17,7 @@ import (
 	"github.com/imi-city/imi/internal/ledger"
 	"github.com/imi-city/imi/internal/sdjwt"
 	"github.com/imi-city/imi/internal/statuslist"
+	"github.com/imi-city/imi/internal/tsinterop"
 	"github.com/imi-city/imi/internal/tx"
 )
 
@@ -191,6 +192,21 @@ func TestPresentationLifecycle(t *testing.T) {
 	if v, err := st.Status(uint64(iss.StatusIdx)); err != nil || v != statuslist.Invalid {
 		t.Errorf("token status = %d, %v; want revoked", v, err)
 	}
+	// The independent implementation reads the served token the same way
+	// and, given it, rejects the revoked credential's status.
+	hrssJWK := tsinterop.JWK(f.hrss.Public().Ed25519())
+	ts, err := tsinterop.Status(context.Background(), tsinterop.StatusRequest{Token: string(tok), IssuerJWK: hrssJWK, Idx: int(iss.StatusIdx), Now: f.chain.Status().LatestTime.Unix()})
+	if err != nil || !ts.OK || ts.Status != int(statuslist.Invalid) || ts.Bits != 2 {
+		t.Errorf("TypeScript reading the node's token: %+v, %v", ts, err)
+	}
+	tv, err := tsinterop.Verify(context.Background(), tsinterop.VerifyRequest{
+		SDJWT: f.present(t, iss, holder, "nonce-0000000003", "pension_status"), IssuerJWK: hrssJWK, RequireKeyBinding: true,
+		Aud: "urn:imi:service:pension", Nonce: "nonce-0000000003", StatusListToken: string(tok), Now: f.chain.Status().LatestTime.Unix(),
+	})
+	if err != nil || !tv.OK || tv.Status == nil || *tv.Status != int(statuslist.Invalid) || tv.Claims["pension_status"] != "contributing" {
+		t.Errorf("TypeScript verifying against the node's token: %+v, %v", tv, err)
+	}
+
 	var e ledger.StatusEntry
 	if _, b := do(t, "GET", fmt.Sprintf("%s/v1/status-lists/cc-hrss/0/%d", f.srv.URL, iss.StatusIdx), nil); json.Unmarshal(b, &e) != nil || e.Status != ledger.StatusInvalid {
 		t.Errorf("entry = %+v", e)
