@@ -17,16 +17,15 @@ func (acceptAll) Use(string, time.Time) bool { return true }
 // the verify endpoint does but without HTTP: issuer, key history, type and
 // status entry are read from the committed iavl tree each time.
 func BenchmarkVerifyAgainstLedger(b *testing.B) {
-	t := &testing.T{}
-	f := newCredFixture(t)
-	iss, holder := f.issue(t)
+	f := newCredFixture(b)
+	iss, holder := f.issue(b)
 	f.chain.mu.Lock()
 	f.chain.hold = true // freeze block time so presentations stay fresh
 	f.chain.mu.Unlock()
 	now := f.chain.Status().LatestTime
 	pool := make([]string, 64)
 	for i := range pool {
-		pool[i] = f.present(t, iss, holder, fmt.Sprintf("bench-nonce-%08d", i), "pension_status", "contribution_years", "insurance_number")
+		pool[i] = f.present(b, iss, holder, fmt.Sprintf("bench-nonce-%08d", i), "pension_status", "contribution_years", "insurance_number")
 	}
 	verify := func(i int) {
 		r := credential.Verify(f.api.cred.ledger, pool[i%len(pool)], credential.Policy{

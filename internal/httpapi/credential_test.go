@@ -33,7 +33,7 @@ type credFixture struct {
 	holderDID string
 }
 
-func newCredFixture(t *testing.T) *credFixture {
+func newCredFixture(t testing.TB) *credFixture {
 	t.Helper()
 	reg, _ := key.Generate()
 	hrss, _ := key.Generate()
@@ -59,7 +59,7 @@ func newCredFixture(t *testing.T) *credFixture {
 }
 
 // submitHRSS signs body as the bureau and waits for its block.
-func (f *credFixture) submitHRSS(t *testing.T, body tx.Body) (*http.Response, []byte) {
+func (f *credFixture) submitHRSS(t testing.TB, body tx.Body) (*http.Response, []byte) {
 	t.Helper()
 	x, err := tx.New(chainID, f.hrssDID, 0, f.hrssSeq, body)
 	if err != nil {
@@ -74,7 +74,7 @@ func (f *credFixture) submitHRSS(t *testing.T, body tx.Body) (*http.Response, []
 }
 
 // issue issues a social insurance credential to a fresh resident key.
-func (f *credFixture) issue(t *testing.T) (*credential.Issued, key.Private) {
+func (f *credFixture) issue(t testing.TB) (*credential.Issued, key.Private) {
 	t.Helper()
 	holder, _ := key.Generate()
 	var au ledger.Authority
@@ -112,7 +112,7 @@ func (f *credFixture) issue(t *testing.T) (*credential.Issued, key.Private) {
 	return iss, holder
 }
 
-func (f *credFixture) present(t *testing.T, iss *credential.Issued, holder key.Private, nonce string, claims ...string) string {
+func (f *credFixture) present(t testing.TB, iss *credential.Issued, holder key.Private, nonce string, claims ...string) string {
 	t.Helper()
 	p, err := sdjwt.Present(iss.SDJWT, claims)
 	if err != nil {

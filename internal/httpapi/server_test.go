@@ -105,7 +105,7 @@ func newFixture(t *testing.T) *fixture {
 
 // newFixtureWith serves a chain with genesis g whose first authority is the
 // registrar reg; issuerKeys are the status-list keys the node holds.
-func newFixtureWith(t *testing.T, reg key.Private, g ledger.Genesis, issuerKeys map[string]key.Private) *fixture {
+func newFixtureWith(t testing.TB, reg key.Private, g ledger.Genesis, issuerKeys map[string]key.Private) *fixture {
 	t.Helper()
 	app, err := ledger.OpenMemory(nil)
 	if err != nil {
@@ -137,7 +137,7 @@ func newFixtureWith(t *testing.T, reg key.Private, g ledger.Genesis, issuerKeys 
 	return f
 }
 
-func (f *fixture) registration(t *testing.T, tag byte) ([]byte, string) {
+func (f *fixture) registration(t testing.TB, tag byte) ([]byte, string) {
 	t.Helper()
 	k, _ := key.Generate()
 	rk, _ := key.Generate()
@@ -153,7 +153,7 @@ func (f *fixture) registration(t *testing.T, tag byte) ([]byte, string) {
 	return x.Encode(), d
 }
 
-func do(t *testing.T, method, url string, body []byte) (*http.Response, []byte) {
+func do(t testing.TB, method, url string, body []byte) (*http.Response, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, bytes.NewReader(body))
 	resp, err := http.DefaultClient.Do(req)
