@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
+	"text/tabwriter"
 	"time"
 
+	"github.com/imi-city/imi/internal/client"
 	"github.com/imi-city/imi/internal/did"
 	"github.com/imi-city/imi/internal/district"
 	"github.com/imi-city/imi/internal/httpapi"
@@ -24,11 +28,13 @@ func init() {
 		run: didResolve,
 	})
 	register(&command{
-		name:     "status",
-		summary:  "show the network: chain id, height, app hash, validators, health",
-		usage:    "[--node URL]",
-		examples: `  imi status --node http://127.0.0.1:8080,http://127.0.0.1:8081`,
-		run:      status,
+		name:    "status",
+		summary: "show the network: height, last block, peers, validators, catching up, health",
+		usage:   "[--node URL[,URL...]] [--each] [--json]",
+		examples: `  imi status --node http://127.0.0.1:8080,http://127.0.0.1:8081    # the first that answers
+  imi status --each --node http://127.0.0.1:26700,http://127.0.0.1:26701,http://127.0.0.1:26702
+  imi status --json`,
+		run: status,
 	})
 	register(&command{
 		name:     "tx",
@@ -135,8 +141,13 @@ func status(ctx context.Context, e *env, args []string) error {
 	c := find("status")
 	fs := c.flags(e)
 	n := addNode(fs.String, e)
+	each := fs.Bool("each", false, "ask every node in --node and show one line per node")
+	asJSON := fs.Bool("json", false, "print the raw JSON of /v1/status")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *each {
+		return statusEach(ctx, e, *n.nodes, *asJSON)
 	}
 	cl, err := n.client()
 	if err != nil {
@@ -146,7 +157,99 @@ func status(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return explain(err)
 	}
-	return printJSON(e, s)
+	if *asJSON {
+		return printJSON(e, s)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "chain\t%s (%s / %s)\n", s.ChainID, s.DistrictZH, s.DistrictEN)
+	fmt.Fprintf(tw, "node\t%s\n", s.Chain.NodeID)
+	fmt.Fprintf(tw, "height\t%d\n", s.Height)
+	fmt.Fprintf(tw, "last block\t%s\n", blockAge(s.BlockTime))
+	fmt.Fprintf(tw, "app hash\t%s\n", s.AppHash)
+	fmt.Fprintf(tw, "catching up\t%s\n", yesNo(s.Chain.CatchingUp))
+	fmt.Fprintf(tw, "peers\t%d\n", s.Chain.Peers)
+	var power int64
+	for _, v := range s.Chain.Validators {
+		power += v.Power
+	}
+	fmt.Fprintf(tw, "validators\t%d, total power %d\n", len(s.Chain.Validators), power)
+	for _, v := range s.Chain.Validators {
+		fmt.Fprintf(tw, "\t  %s  power %d\n", v.PubKey, v.Power)
+	}
+	fmt.Fprintf(tw, "authorities\t%d\n", s.Authorities)
+	fmt.Fprintf(tw, "residents\t%d\n", s.Residents)
+	fmt.Fprintf(tw, "health\t%s\n", s.Health)
+	return tw.Flush()
+}
+
+// statusEach asks each node on its own, for an operator comparing them.
+func statusEach(ctx context.Context, e *env, nodes string, asJSON bool) error {
+	var urls []string
+	for _, u := range strings.Split(nodes, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			urls = append(urls, u)
+		}
+	}
+	type answer struct {
+		Node   string                  `json:"node"`
+		Status *httpapi.StatusResponse `json:"status,omitempty"`
+		Error  string                  `json:"error,omitempty"`
+	}
+	answers := make([]answer, len(urls))
+	var wg sync.WaitGroup
+	for i, u := range urls {
+		answers[i].Node = u
+		cl, err := client.New(u)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+		wg.Go(func() {
+			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			s, err := cl.Status(actx)
+			if err != nil {
+				answers[i].Error = explain(err).Error()
+				return
+			}
+			answers[i].Status = s
+		})
+	}
+	wg.Wait()
+	if asJSON {
+		return printJSON(e, answers)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "NODE\tHEIGHT\tLAST BLOCK\tPEERS\tVALIDATORS\tCATCHING UP\tHEALTH\n")
+	for _, a := range answers {
+		s := a.Status
+		if s == nil {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\tno answer: %s\n", a.Node, firstLine(a.Error))
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s\t%s\n", a.Node, s.Height, blockAge(s.BlockTime), s.Chain.Peers, len(s.Chain.Validators), yesNo(s.Chain.CatchingUp), s.Health)
+	}
+	return tw.Flush()
+}
+
+// blockAge shows a block time and how long ago it was, by this machine's
+// clock.
+func blockAge(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return fmt.Sprintf("%s (%s ago)", t.UTC().Format(time.DateTime), time.Since(t).Round(time.Second))
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
 }
 
 func txShow(ctx context.Context, e *env, args []string) error {

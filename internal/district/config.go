@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
@@ -178,4 +180,25 @@ func (c *Config) nodeConfig(home string) (node.Config, error) {
 		nc.TimeoutCommit = d
 	}
 	return nc, nil
+}
+
+// loopbackListen reports whether CometBFT's listen address (tcp://host:port,
+// empty for the default) is on loopback. Such a node can be reached only
+// from its own host, so every peer it has comes from 127.0.0.1 (several
+// nodes on one machine, as imi testnet writes them), and CometBFT's rule of
+// one peer per IP address, which keeps one remote host from taking many peer
+// slots, would admit just one of them.
+func loopbackListen(listen string) bool {
+	if listen == "" {
+		listen = node.DefaultP2PListen
+	}
+	host, _, err := net.SplitHostPort(strings.TrimPrefix(listen, "tcp://"))
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -85,10 +85,7 @@ func InitDemo(home string, o InitOptions) error {
 	if err != nil {
 		return err
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, configHeader, q(o.ChainID), q(o.HTTP), q(o.P2P))
-	fmt.Fprintf(&b, "\n[genesis]\ntime = %s\ndistrict_zh = %s\ndistrict_en = %s\n",
-		o.GenesisTime.UTC().Format(time.RFC3339), q(demoDistrict), q("Chancheng District, Foshan"))
+	c := demoConfig(o.ChainID, o.HTTP, o.P2P, o.GenesisTime)
 	for i, a := range demoAuthorities {
 		k, err := key.Generate()
 		if err != nil {
@@ -97,29 +94,16 @@ func InitDemo(home string, o InitOptions) error {
 		if err := k.WriteFile(KeyFile(home, a.id)); err != nil {
 			return err
 		}
-		roles := slices.Clone(a.roles)
-		slices.Sort(roles)
-		fmt.Fprintf(&b, "\n[[genesis.authority]]\nid = %s\nname_zh = %s\nname_en = %s\nroles = [%s]\npublic_key = %s\n",
-			q(a.id), q(a.zh), q(a.en), quoteList(roles), q(k.Public().String()))
-		if i == 0 {
-			fmt.Fprintf(&b, "validator_key = %s\npower = 10\n", q(base64.StdEncoding.EncodeToString(valKey)))
-		} else {
-			b.WriteString("# validator_key = \"\"   # this authority runs no validator yet\npower = 0\n")
-		}
 		// In the demo one node serves every authority, so its address is
 		// each one's public endpoint (where status lists are fetched).
-		fmt.Fprintf(&b, "endpoint = %s\n", q("http://"+o.HTTP))
-	}
-	b.WriteString(credentialTypesHeader)
-	for _, gt := range credential.DemoTypes(demoAuthorities[0].id, demoAuthorities[1].id, demoAuthorities[2].id, demoAuthorities[3].id) {
-		t := gt.Type
-		fmt.Fprintf(&b, "\n[[genesis.credential_type]]\nissuer = %s\nid = %s\nvct = %s\nname_zh = %s\nname_en = %s\nmax_validity_days = %d\nclaims = [\n",
-			q(gt.Issuer), q(t.ID), q(t.VCT), q(t.NameZH), q(t.NameEN), t.MaxValidityDays)
-		for _, c := range t.Claims {
-			fmt.Fprintf(&b, "  { name = %s, name_zh = %s, name_en = %s, sensitive = %t },\n", q(c.Name), q(c.NameZH), q(c.NameEN), c.Sensitive)
+		ac := a.config(k.Public(), "http://"+o.HTTP)
+		// The registrar's node is the one validator.
+		if i == 0 {
+			ac.ValidatorKey, ac.Power = base64.StdEncoding.EncodeToString(valKey), 10
 		}
-		b.WriteString("]\n")
+		c.Genesis.Authorities = append(c.Genesis.Authorities, ac)
 	}
+	c.Genesis.CredentialTypes = demoCredentialTypes(c.Genesis.Authorities)
 	hk, err := key.GenerateHMAC()
 	if err != nil {
 		return err
@@ -127,7 +111,72 @@ func InitDemo(home string, o InitOptions) error {
 	if err := hk.WriteFile(UniquenessKeyFile(home)); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(home, ConfigFile), []byte(b.String()), 0o600)
+	return os.WriteFile(filepath.Join(home, ConfigFile), c.encode(), 0o600)
+}
+
+// demoConfig is the settings part of a demo imi.toml; the caller adds the
+// founding authorities and the credential types.
+func demoConfig(chainID, http, p2p string, genesisTime time.Time) *Config {
+	return &Config{
+		ChainID: chainID, HTTP: http, P2P: p2p, TimeoutCommit: "500ms", LogLevel: "info",
+		Genesis: GenesisConfig{Time: genesisTime.UTC(), DistrictZH: demoDistrict, DistrictEN: "Chancheng District, Foshan"},
+	}
+}
+
+// config is a as a founding authority with key k and no validator.
+func (a demoAuthority) config(k key.Public, endpoint string) AuthorityConfig {
+	roles := slices.Clone(a.roles)
+	slices.Sort(roles)
+	return AuthorityConfig{ID: a.id, NameZH: a.zh, NameEN: a.en, Roles: roles, PublicKey: k.String(), Endpoint: endpoint}
+}
+
+// demoCredentialTypes are the demo credential types whose issuer is among
+// the founding authorities: the ledger refuses a type from an issuer it
+// does not know.
+func demoCredentialTypes(founders []AuthorityConfig) []CredentialTypeConfig {
+	var out []CredentialTypeConfig
+	for _, gt := range credential.DemoTypes(demoAuthorities[0].id, demoAuthorities[1].id, demoAuthorities[2].id, demoAuthorities[3].id) {
+		if !slices.ContainsFunc(founders, func(a AuthorityConfig) bool { return a.ID == gt.Issuer }) {
+			continue
+		}
+		t := gt.Type
+		ct := CredentialTypeConfig{Issuer: gt.Issuer, ID: t.ID, VCT: t.VCT, NameZH: t.NameZH, NameEN: t.NameEN, MaxValidityDays: t.MaxValidityDays}
+		for _, cl := range t.Claims {
+			ct.Claims = append(ct.Claims, ClaimConfig{Name: cl.Name, NameZH: cl.NameZH, NameEN: cl.NameEN, Sensitive: cl.Sensitive})
+		}
+		out = append(out, ct)
+	}
+	return out
+}
+
+// encode writes c as a documented imi.toml, the file an operator edits.
+// LoadConfig reads it back into an equal Config.
+func (c *Config) encode() []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, configHeader, q(c.ChainID), q(c.Moniker), q(c.HTTP), q(c.P2P), q(c.PersistentPeers), q(c.TimeoutCommit), q(c.LogLevel))
+	g := &c.Genesis
+	fmt.Fprintf(&b, "\n[genesis]\ntime = %s\ndistrict_zh = %s\ndistrict_en = %s\n",
+		g.Time.UTC().Format(time.RFC3339Nano), q(g.DistrictZH), q(g.DistrictEN))
+	for _, a := range g.Authorities {
+		fmt.Fprintf(&b, "\n[[genesis.authority]]\nid = %s\nname_zh = %s\nname_en = %s\nroles = [%s]\npublic_key = %s\n",
+			q(a.ID), q(a.NameZH), q(a.NameEN), quoteList(a.Roles), q(a.PublicKey))
+		if a.ValidatorKey != "" {
+			fmt.Fprintf(&b, "validator_key = %s\npower = %d\n", q(a.ValidatorKey), a.Power)
+		} else {
+			b.WriteString("# validator_key = \"\"   # this authority runs no validator yet\npower = 0\n")
+		}
+		fmt.Fprintf(&b, "endpoint = %s\n", q(a.Endpoint))
+	}
+	b.WriteString(credentialTypesHeader)
+	for _, t := range g.CredentialTypes {
+		fmt.Fprintf(&b, "\n[[genesis.credential_type]]\nissuer = %s\nid = %s\nvct = %s\nname_zh = %s\nname_en = %s\nmax_validity_days = %d\nclaims = [\n",
+			q(t.Issuer), q(t.ID), q(t.VCT), q(t.NameZH), q(t.NameEN), t.MaxValidityDays)
+		for _, cl := range t.Claims {
+			fmt.Fprintf(&b, "  { name = %s, name_zh = %s, name_en = %s, sensitive = %t },\n", q(cl.Name), q(cl.NameZH), q(cl.NameEN), cl.Sensitive)
+		}
+		b.WriteString("]\n")
+	}
+	return []byte(b.String())
 }
 
 const credentialTypesHeader = `
@@ -160,7 +209,7 @@ const configHeader = `# IMI node configuration (imi.toml).
 chain_id = %s
 
 # Name of this node among its peers (ASCII). Empty: the host name.
-moniker = ""
+moniker = %s
 
 # Where this node serves the HTTP API (/v1, /healthz, /metrics). Keep it on
 # loopback unless a TLS reverse proxy stands in front. imi up --http overrides.
@@ -169,15 +218,17 @@ http = %s
 # Where CometBFT listens for the other authorities' nodes.
 p2p = %s
 
-# The other validators' nodes, as node-id@host:port, comma-separated.
-persistent_peers = ""
+# The other validators' nodes, as node-id@host:port, comma-separated. A node
+# whose p2p address is on loopback accepts several peers from 127.0.0.1 (a
+# network on one machine); otherwise one peer per IP address.
+persistent_peers = %s
 
 # Pause after each block before the next height; shorter means lower latency
 # and more blocks. Go duration syntax.
-timeout_commit = "500ms"
+timeout_commit = %s
 
 # debug, info, warn or error.
-log_level = "info"
+log_level = %s
 
 # The founding state of the network. Read when the chain starts at height 1
 # and ignored after that, except that it must not change: from then on,

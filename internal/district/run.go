@@ -68,6 +68,7 @@ func Run(ctx context.Context, home string, opts RunOptions) error {
 	if opts.P2P != "" {
 		nc.P2PListen = opts.P2P
 	}
+	nc.AllowDuplicateIP = loopbackListen(nc.P2PListen)
 	g, err := cfg.genesis()
 	if err != nil {
 		return fmt.Errorf("%s: genesis: %w", ConfigFile, err)
