@@ -125,8 +125,11 @@ func serve(ctx context.Context, e *env, home, httpAddr, p2p string, fresh bool) 
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
 	return district.Run(ctx, home, district.RunOptions{HTTP: httpAddr, P2P: p2p, Log: log, Ready: func(i district.Info) {
 		state := "resumed"
-		if fresh {
+		switch {
+		case fresh:
 			state = "created"
+		case i.Height == 0:
+			state = "new chain" // imi init wrote it; no block yet
 		}
 		fmt.Fprintf(e.stdout, `
 IMI node running — chain %s (%s), height %d
