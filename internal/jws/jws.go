@@ -11,6 +11,7 @@
 package jws
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -164,7 +165,10 @@ func ParseClaims(compact string, allowed ...string) (*JWS, map[string]any, error
 	if len(j.Payload) == 0 || j.Payload[0] != '{' {
 		return nil, nil, fmt.Errorf("%w: payload is not a JSON object", ErrMalformed)
 	}
-	v, err := DecodeJSON(j.Payload, MaxDepth)
+	// The map has room to grow: a selective disclosure verifier replaces
+	// digests with the claims they disclose in it, and a map that outgrows
+	// its size is rebuilt.
+	v, err := walkJSON(j.Payload, MaxDepth, true, true)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -180,7 +184,15 @@ func parse(compact string, allowed []string) (*JWS, error) {
 	if !ok1 || !ok2 || strings.IndexByte(s, '.') >= 0 {
 		return nil, fmt.Errorf("%w: want three dot-separated parts", ErrMalformed)
 	}
-	hb, err := decodePart(h, "header")
+	// One allocation holds a copy of the token, whose first part is the
+	// signing input, and the three parts decoded from that copy. Each slice
+	// handed out is capped at its own end, so appending to one cannot
+	// overwrite another.
+	n := len(compact)
+	buf := make([]byte, n+b64.DecodedLen(len(h))+b64.DecodedLen(len(p))+b64.DecodedLen(len(s)))
+	copy(buf, compact)
+	in, free := buf[:n:n], buf[n:]
+	hb, free, err := decodeInto(free, in[:len(h)], "header")
 	if err != nil {
 		return nil, err
 	}
@@ -191,11 +203,11 @@ func parse(compact string, allowed []string) (*JWS, error) {
 	if !algAllowed(header.Alg, allowed) {
 		return nil, fmt.Errorf("%w: %q", ErrAlgorithm, header.Alg)
 	}
-	pb, err := decodePart(p, "payload")
+	pb, free, err := decodeInto(free, in[len(h)+1:len(h)+1+len(p)], "payload")
 	if err != nil {
 		return nil, err
 	}
-	sb, err := decodePart(s, "signature")
+	sb, _, err := decodeInto(free, in[len(h)+1+len(p)+1:], "signature")
 	if err != nil {
 		return nil, err
 	}
@@ -206,7 +218,7 @@ func parse(compact string, allowed []string) (*JWS, error) {
 		Header:       header,
 		RawHeader:    hb,
 		Payload:      pb,
-		SigningInput: []byte(compact[:len(h)+1+len(p)]),
+		SigningInput: in[: len(h)+1+len(p) : len(h)+1+len(p)],
 		Signature:    sb,
 	}, nil
 }
@@ -223,23 +235,55 @@ func algAllowed(alg string, allowed []string) bool {
 	return false
 }
 
-// decodePart decodes one base64url part. The alphabet is checked first
-// because the standard decoder silently skips CR and LF.
+// decodePart decodes one base64url part strictly. The decoder rejects
+// every byte outside the URL alphabet but CR and LF, which it silently
+// skips; so those two are refused first, with a fast scan, and the decoder
+// checks the rest.
 func decodePart(s, what string) ([]byte, error) {
 	if s == "" {
 		return nil, fmt.Errorf("%w: empty %s", ErrMalformed, what)
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return nil, fmt.Errorf("%w: %s is not base64url", ErrMalformed, what)
-		}
+	if strings.IndexByte(s, '\r') >= 0 || strings.IndexByte(s, '\n') >= 0 {
+		return nil, notBase64(what)
 	}
 	b, err := b64.DecodeString(s)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, what, err)
+		return nil, decodeError(s, what, err)
 	}
 	return b, nil
+}
+
+// decodeInto is decodePart for bytes, decoding into the front of dst, which
+// must have room for b64.DecodedLen(len(src)) bytes. It returns the decoded
+// bytes, capped, and the rest of dst.
+func decodeInto(dst, src []byte, what string) (out, rest []byte, err error) {
+	if len(src) == 0 {
+		return nil, nil, fmt.Errorf("%w: empty %s", ErrMalformed, what)
+	}
+	if bytes.IndexByte(src, '\r') >= 0 || bytes.IndexByte(src, '\n') >= 0 {
+		return nil, nil, notBase64(what)
+	}
+	n, err := b64.Decode(dst, src)
+	if err != nil {
+		return nil, nil, decodeError(src, what, err)
+	}
+	return dst[:n:n], dst[n:], nil
+}
+
+func notBase64(what string) error {
+	return fmt.Errorf("%w: %s is not base64url", ErrMalformed, what)
+}
+
+// decodeError names the failure: a byte outside the alphabet, or bad length
+// or trailing bits.
+func decodeError[T string | []byte](s T, what string, err error) error {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return notBase64(what)
+		}
+	}
+	return fmt.Errorf("%w: %s: %v", ErrMalformed, what, err)
 }
 
 // DecodeBase64 decodes unpadded base64url strictly: only the URL alphabet,
@@ -251,11 +295,14 @@ func parseHeader(b []byte) (Header, error) {
 	if len(b) == 0 || b[0] != '{' {
 		return h, fmt.Errorf("%w: header is not a JSON object", ErrMalformed)
 	}
-	v, err := DecodeJSON(b, MaxDepth)
+	// The header is checked as any JSON is, then its members are read off
+	// the parser: a header needs no map, nor its values boxed.
+	p, err := topMembers(b, MaxDepth)
 	if err != nil {
 		return h, fmt.Errorf("header: %w", err)
 	}
-	for k, val := range v.(map[string]any) {
+	defer p.free()
+	for i, k := range p.keys {
 		var dst *string
 		switch k {
 		case "alg":
@@ -267,7 +314,7 @@ func parseHeader(b []byte) (Header, error) {
 		default:
 			return h, fmt.Errorf("%w: header member %q not allowed", ErrMalformed, k)
 		}
-		s, ok := val.(string)
+		s, ok := p.stringAt(p.start[i])
 		if !ok {
 			return h, fmt.Errorf("%w: header member %q is not a string", ErrMalformed, k)
 		}

@@ -1,7 +1,6 @@
 package sdjwt
 
 import (
-	"crypto/sha256"
 	"fmt"
 	"strings"
 	"time"
@@ -128,7 +127,5 @@ func AddKeyBinding(presentation string, holder jws.Signer, aud, nonce string, ia
 	return presentation + kb, nil
 }
 
-func sdHash(compact string) string {
-	h := sha256.Sum256([]byte(compact))
-	return b64.EncodeToString(h[:])
-}
+// sdHash is the sd_hash of a presentation "<jwt>~<disclosure>~...~".
+func sdHash(compact string) string { return digest(compact) }

@@ -128,7 +128,35 @@ type Disclosure struct {
 	Value   any    // decoded as encoding/json does
 }
 
+// digestLen is the length of a base64url SHA-256 digest.
+const digestLen = 43
+
 func digest(encoded string) string {
-	h := sha256.Sum256([]byte(encoded))
-	return b64.EncodeToString(h[:])
+	d := encodedDigest(encoded)
+	return string(d[:])
+}
+
+// encodedDigest is base64url(SHA-256(s)), without allocating: a verifier
+// compares it and keeps none but the Disclosures' own.
+func encodedDigest(s string) [digestLen]byte {
+	sum := sum256(s)
+	var d [digestLen]byte
+	b64.Encode(d[:], sum[:])
+	return d
+}
+
+// sum256 is sha256.Sum256 of the bytes of s, fed through a buffer on the
+// stack rather than copied to the heap by a []byte conversion: a
+// presentation is kilobytes, hashed whole for sd_hash.
+func sum256(s string) [sha256.Size]byte {
+	h := sha256.New()
+	var buf [512]byte
+	for len(s) > 0 {
+		n := copy(buf[:], s)
+		h.Write(buf[:n])
+		s = s[n:]
+	}
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
 }

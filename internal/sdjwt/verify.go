@@ -117,6 +117,7 @@ func Verify(raw string, opts VerifyOptions) (*Result, error) {
 		byDigest: make(map[string]int, len(p.Disclosures)),
 		used:     make([]bool, len(p.Disclosures)),
 		seen:     make(map[string]struct{}, 16),
+		top:      make([]string, 0, len(p.Disclosures)),
 	}
 	for i, d := range p.Disclosures {
 		if _, dup := pr.byDigest[d.Digest]; dup {
@@ -137,6 +138,9 @@ func Verify(raw string, opts VerifyOptions) (*Result, error) {
 		}
 	}
 	slices.Sort(pr.top)
+	if len(pr.top) == 0 {
+		pr.top = nil // Disclosed stays nil when nothing was disclosed
+	}
 
 	if err := checkTimes(payload, opts.Now, skew); err != nil {
 		return nil, err
@@ -179,7 +183,8 @@ func verifyKB(p *SDJWT, payload map[string]any, algs []string, opts VerifyOption
 	if !ok1 || !ok2 || !ok3 || !ok4 {
 		return nil, fail(ReasonMalformed, "key binding JWT needs iat (number), aud, nonce and sd_hash (strings)")
 	}
-	if sh != sdHash(p.Compact) {
+	// Compared on the stack: string(want[:]) in a comparison is not copied.
+	if want := encodedDigest(p.Compact); sh != string(want[:]) {
 		return nil, fail(ReasonSDHashMismatch, "sd_hash does not cover the presented SD-JWT")
 	}
 	if aud != opts.Audience || aud == "" {
