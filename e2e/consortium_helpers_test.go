@@ -631,7 +631,7 @@ func (l *load) land(ctx context.Context, x *loadTx, first int, rng *rand.Rand) e
 		if done, err := l.query(ctx, m, x); err != nil || done {
 			return err
 		}
-		if p.Reason == "bad_sequence" {
+		if p.Reason == "sequence_ahead" || p.Reason == "bad_sequence" {
 			// Not committed on this node, and out of sequence for it: the
 			// node is behind (restarted, catching up) and has not seen x's
 			// predecessor on the lane yet, or, which would be a bug, another

@@ -59,9 +59,13 @@ func New(nodes string) (*Client, error) {
 // Problem is a refusal from the node (RFC 9457).
 type Problem = httpapi.Problem
 
+// reasonSequenceAhead is the refusal of a node that is behind the signer.
+const reasonSequenceAhead = "sequence_ahead"
+
 // do sends a request to each node in turn until one answers. Only a failure
-// to connect moves on to the next node: an answer, even an error, is final,
-// so a write is never sent twice to two nodes after one accepted it.
+// to connect, or a node saying it is behind the signer (it did not accept the
+// transaction), moves on to the next node: any other answer, even an error,
+// is final, so a write is never sent twice to two nodes after one accepted it.
 func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) error {
 	var lastErr error
 	for _, n := range c.nodes {
@@ -92,6 +96,12 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 		if resp.StatusCode >= 400 {
 			var p Problem
 			if json.Unmarshal(b, &p) == nil && p.Reason != "" {
+				// A node that has not yet seen this signer's earlier
+				// transactions did not accept this one: another may.
+				if p.Reason == reasonSequenceAhead {
+					lastErr = &p
+					continue
+				}
 				return &p
 			}
 			return fmt.Errorf("%s answered %s", n, resp.Status)

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -44,6 +45,33 @@ func TestAnAnswerIsFinal(t *testing.T) {
 	p, ok := err.(*Problem)
 	if !ok || p.Reason != "bad_sequence" || calls != 1 {
 		t.Fatalf("err = %v, calls %d", err, calls)
+	}
+}
+
+// TestBehindNodeIsSkipped: a node that has not seen the signer's earlier
+// transactions refuses without accepting, so the next node is asked.
+func TestBehindNodeIsSkipped(t *testing.T) {
+	behind := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(503)
+		w.Write([]byte(`{"type":"urn:imi:problem:sequence_ahead","title":"t","status":503,"reason":"sequence_ahead"}`))
+	}))
+	defer behind.Close()
+	upToDate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"hash":"AB","status":"committed","height":9}`))
+	}))
+	defer upToDate.Close()
+	c, _ := New(behind.URL + "," + upToDate.URL)
+	r, err := c.SubmitRaw(context.Background(), []byte(`{}`))
+	if err != nil || r.Height != 9 {
+		t.Fatalf("SubmitRaw = %+v, %v", r, err)
+	}
+	// With no other node, the refusal is the answer.
+	c, _ = New(behind.URL)
+	if _, err := c.SubmitRaw(context.Background(), []byte(`{}`)); err == nil {
+		t.Fatal("no error from a node that is behind")
+	} else if p := (*Problem)(nil); !errors.As(err, &p) || p.Reason != "sequence_ahead" {
+		t.Fatalf("err = %v", err)
 	}
 }
 

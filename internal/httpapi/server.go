@@ -256,8 +256,17 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) error {
 		return problem(http.StatusRequestEntityTooLarge, "too_large", "the transaction is too large", "交易过大", "")
 	case err != nil:
 		return err
+	case ct.Code == uint32(ledger.CodeBadSequence):
+		// A resend that raced with its own commit: answer with the result.
+		if res, err := s.app.TxResult(hash); err == nil {
+			return s.committed(w, hexHash, res)
+		}
+		fallthrough
 	case ct.Code != 0:
 		c := ledger.Code(ct.Code)
+		if c == ledger.CodeSequenceAhead {
+			w.Header().Set("Retry-After", "1")
+		}
 		p := problem(rejectStatus(c), c.Name(), c.Message(), c.MessageZH(), detailOf(c, ct.Log))
 		p.Code, p.TxHash = ct.Code, hexHash
 		return p
@@ -298,6 +307,8 @@ func rejectStatus(c ledger.Code) int {
 		return http.StatusConflict
 	case ledger.CodeBadSignature, ledger.CodeUnknownSigner, ledger.CodeRecoveryMismatch:
 		return http.StatusUnauthorized
+	case ledger.CodeSequenceAhead:
+		return http.StatusServiceUnavailable
 	case ledger.CodeNotAuthorized:
 		return http.StatusForbidden
 	case ledger.CodeNotFound:

@@ -364,3 +364,17 @@ func TestOpenAPIListsEveryRoute(t *testing.T) {
 		t.Errorf("openapi.json has %d paths, the server %d", len(doc.Paths), len(routes))
 	}
 }
+
+// TestSequenceAheadIsRetryable: a transaction whose predecessor on its lane
+// has not reached this node is not a conflict but "not yet": 503 with
+// Retry-After, so a client may try again or ask another node.
+func TestSequenceAheadIsRetryable(t *testing.T) {
+	f := newFixture(t)
+	f.seq = 3 // skip 0..2
+	raw, _ := f.registration(t, 9)
+	resp, body := do(t, "POST", f.srv.URL+"/v1/txs", raw)
+	wantProblem(t, resp, body, http.StatusServiceUnavailable, "sequence_ahead")
+	if resp.Header.Get("Retry-After") == "" {
+		t.Error("no Retry-After")
+	}
+}

@@ -26,7 +26,8 @@ const (
 	CodeInternal
 	CodeStatusIndexTaken
 	CodeStatusFinal
-	lastCode = CodeStatusFinal
+	CodeSequenceAhead
+	lastCode = CodeSequenceAhead
 )
 
 // Codespace is reported with every non-zero code.
@@ -39,7 +40,7 @@ var codes = map[Code]codeInfo{
 	CodeMalformed:          {"malformed", "the transaction is not well-formed", "交易格式错误"},
 	CodeWrongChain:         {"wrong_chain", "the transaction was made for another network", "该交易不属于本网络"},
 	CodeUnknownSigner:      {"unknown_signer", "the signer is not registered on this network", "签名者未在本网络登记"},
-	CodeBadSequence:        {"bad_sequence", "the sequence number is not the next one: this transaction was already submitted (replay) or one before it is missing", "序号不正确：交易已提交过（重放）或前一笔交易缺失"},
+	CodeBadSequence:        {"bad_sequence", "the sequence number was already used: this transaction, or another with the same number, was submitted before (replay)", "序号已被使用：该交易或同序号的交易已提交过（重放）"},
 	CodeBadSignature:       {"bad_signature", "the signature does not match the signer's current key", "签名与签名者当前密钥不符"},
 	CodeNotAuthorized:      {"not_authorized", "the signer's role does not allow this", "签名者的角色无权执行此操作"},
 	CodeAlreadyRegistered:  {"already_registered", "this person is already registered; if they lost their key, re-proof them instead", "此人已登记；如遗失密钥，请办理重新核验"},
@@ -54,6 +55,7 @@ var codes = map[Code]codeInfo{
 	CodeProposalInvalid:    {"proposal_invalid", "the proposal cannot be carried out", "该提案无法执行"},
 	CodeInternal:           {"internal", "the node could not process the transaction", "节点无法处理该交易"},
 	CodeStatusIndexTaken:   {"status_index_taken", "that status-list entry is already allocated; pick another index", "该状态列表位置已被占用，请另选"},
+	CodeSequenceAhead:      {"sequence_ahead", "an earlier transaction of this signer and lane has not reached this node yet; retry shortly or ask another node", "该签名者同一通道的前一笔交易尚未到达本节点，请稍后重试或换一个节点"},
 	CodeStatusFinal:        {"status_not_allowed", "the credential's status cannot change that way (revocation is final)", "凭证状态不能如此变更（撤销不可恢复）"},
 }
 

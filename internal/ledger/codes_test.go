@@ -35,6 +35,7 @@ func TestCodesAreStable(t *testing.T) {
 		{ledger.CodeInternal, 17, "internal"},
 		{ledger.CodeStatusIndexTaken, 18, "status_index_taken"},
 		{ledger.CodeStatusFinal, 19, "status_not_allowed"},
+		{ledger.CodeSequenceAhead, 20, "sequence_ahead"},
 	}
 	all := ledger.Codes()
 	if len(all) != len(want) {

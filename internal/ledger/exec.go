@@ -122,12 +122,13 @@ func applyDecoded(st kv, t *tx.Tx, body tx.Body, c execCtx) (*effect, *Rejection
 	}
 	o := newOverlay(st)
 	want := decodeSeq(o.get(seqKey(t.Signer, t.Lane)))
-	if t.Seq != want {
-		detail := fmt.Sprintf("got %d, the next is %d", t.Seq, want)
-		if t.Seq < want {
-			detail = fmt.Sprintf("sequence %d was already used (replay); the next is %d", t.Seq, want)
-		}
-		return nil, reject(CodeBadSequence, detail)
+	switch {
+	case t.Seq < want:
+		return nil, reject(CodeBadSequence, fmt.Sprintf("sequence %d was already used (replay); the next is %d", t.Seq, want))
+	case t.Seq > want:
+		// Not a replay: this node has not seen the earlier ones yet (it is
+		// behind, or they are still on their way), so a retry may succeed.
+		return nil, reject(CodeSequenceAhead, fmt.Sprintf("got %d, the next this node knows is %d", t.Seq, want))
 	}
 	x := &txExec{st: o, t: t, signer: signer, c: c, eff: &effect{}}
 	var rej *Rejection

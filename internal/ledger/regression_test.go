@@ -55,7 +55,7 @@ func TestTxResultShowsTheApplyingInclusion(t *testing.T) {
 	second := build(t, testChainID, d.psb.did, 0, 2, carol.register(), d.psb.key)
 	// A proposer includes the second before the first (a faulty or
 	// malicious proposer can; ProcessProposal accepts any block).
-	d.want1(second, ledger.CodeBadSequence)
+	d.want1(second, ledger.CodeSequenceAhead)
 	wait, cancel := d.app.Watch(tx.Hash(second))
 	defer cancel()
 	d.want([][]byte{first, second}, ledger.OK, ledger.OK)

@@ -46,10 +46,10 @@ func TestReplay(t *testing.T) {
 	t.Run("sequence gap", func(t *testing.T) {
 		d := withAlice(t)
 		gap := build(t, testChainID, d.psb.did, 0, 5, d.bob.register(), d.psb.key)
-		if got := d.check(gap); got != ledger.CodeBadSequence {
-			t.Errorf("CheckTx = %s, want bad_sequence", got.Name())
+		if got := d.check(gap); got != ledger.CodeSequenceAhead {
+			t.Errorf("CheckTx = %s, want sequence_ahead", got.Name())
 		}
-		d.want1(gap, ledger.CodeBadSequence)
+		d.want1(gap, ledger.CodeSequenceAhead)
 	})
 	t.Run("old sequence number, new content", func(t *testing.T) {
 		d := withAlice(t)
@@ -67,7 +67,7 @@ func TestLanes(t *testing.T) {
 	l1a := d.txLane(d.psb.did, d.psb.key, 1, d.bob.register())
 	l1b := d.txLane(d.psb.did, d.psb.key, 1, carol.register())
 	l7 := build(t, testChainID, d.psb.did, 7, 0, &tx.Deactivate{DID: d.alice.did, Reason: ledger.ReasonMovedAway}, d.psb.key)
-	d.want([][]byte{l0, l1b, l1a, l7}, ledger.OK, ledger.CodeBadSequence, ledger.OK, ledger.OK)
+	d.want([][]byte{l0, l1b, l1a, l7}, ledger.OK, ledger.CodeSequenceAhead, ledger.OK, ledger.OK)
 	for lane, want := range map[uint32]uint64{0: 1, 1: 1, 7: 1, 2: 0} {
 		if got := d.app.NextSeq(d.psb.did, lane); got != want {
 			t.Errorf("NextSeq lane %d = %d, want %d", lane, got, want)
@@ -77,7 +77,7 @@ func TestLanes(t *testing.T) {
 	d.want([][]byte{
 		build(t, testChainID, d.psb.did, 1, 3, carol.register(), d.psb.key),
 		build(t, testChainID, d.psb.did, 2, 0, carol.register(), d.psb.key),
-	}, ledger.CodeBadSequence, ledger.OK)
+	}, ledger.CodeSequenceAhead, ledger.OK)
 	// The same sequence number on two lanes is two transactions.
 	if n := d.app.NextSeq(d.psb.did, 2); n != 1 {
 		t.Errorf("NextSeq lane 2 = %d, want 1", n)
@@ -175,8 +175,8 @@ func TestCheckTxMempoolView(t *testing.T) {
 	carol := newResident(t, "carol", 3)
 	seq1 := build(t, testChainID, d.psb.did, 0, 2, carol.register(), d.psb.key)
 
-	if got := d.check(seq1); got != ledger.CodeBadSequence {
-		t.Errorf("CheckTx(seq 2 before seq 1) = %s, want bad_sequence", got.Name())
+	if got := d.check(seq1); got != ledger.CodeSequenceAhead {
+		t.Errorf("CheckTx(seq 2 before seq 1) = %s, want sequence_ahead", got.Name())
 	}
 	if got := d.check(seq0); got != ledger.OK {
 		t.Fatalf("CheckTx(seq 1) = %s", got.Name())
