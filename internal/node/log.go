@@ -5,22 +5,26 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	cmtlog "github.com/cometbft/cometbft/libs/log"
 )
 
 // cometLogger implements CometBFT's logger on top of slog, dropping lines
-// below min before any formatting work.
+// below min before any formatting work. Once stopping is set, CometBFT's
+// errors are logged at info: a clean stop closes connections and pools under
+// its reactors, which report that as errors an operator need not act on.
 type cometLogger struct {
-	l   *slog.Logger
-	min slog.Level
+	l        *slog.Logger
+	min      slog.Level
+	stopping *atomic.Bool
 }
 
 var _ cmtlog.Logger = cometLogger{}
 
-func newCometLogger(l *slog.Logger, min slog.Level) cometLogger {
-	return cometLogger{l: l, min: min}
+func newCometLogger(l *slog.Logger, min slog.Level, stopping *atomic.Bool) cometLogger {
+	return cometLogger{l: l, min: min, stopping: stopping}
 }
 
 func (c cometLogger) Debug(msg string, keyvals ...any) { c.log(slog.LevelDebug, msg, keyvals) }
@@ -28,11 +32,15 @@ func (c cometLogger) Info(msg string, keyvals ...any)  { c.log(slog.LevelInfo, m
 func (c cometLogger) Error(msg string, keyvals ...any) { c.log(slog.LevelError, msg, keyvals) }
 
 func (c cometLogger) With(keyvals ...any) cmtlog.Logger {
-	return cometLogger{l: c.l.With(cometAttrs(keyvals)...), min: c.min}
+	return cometLogger{l: c.l.With(cometAttrs(keyvals)...), min: c.min, stopping: c.stopping}
 }
 
 func (c cometLogger) log(level slog.Level, msg string, keyvals []any) {
 	ctx := context.Background()
+	if level == slog.LevelError && c.stopping != nil && c.stopping.Load() {
+		level = slog.LevelInfo
+		keyvals = append(keyvals[:len(keyvals):len(keyvals)], "during_stop", true)
+	}
 	if level < c.min || !c.l.Enabled(ctx, level) {
 		return
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	cmtbytes "github.com/cometbft/cometbft/libs/bytes"
@@ -15,10 +16,14 @@ import (
 // logged runs f against a cometLogger over a debug-level JSON handler and
 // returns the records written.
 func logged(t *testing.T, min slog.Level, f func(cmtlog.Logger)) []map[string]any {
+	return loggedStopping(t, min, new(atomic.Bool), f)
+}
+
+func loggedStopping(t *testing.T, min slog.Level, stopping *atomic.Bool, f func(cmtlog.Logger)) []map[string]any {
 	t.Helper()
 	var buf bytes.Buffer
 	h := slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug, AddSource: true})
-	f(newCometLogger(slog.New(h), min))
+	f(newCometLogger(slog.New(h), min, stopping))
 	var out []map[string]any
 	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
 		if line == "" {
@@ -104,5 +109,26 @@ func TestCometLoggerSurvivesBadStringer(t *testing.T) {
 	recs := logged(t, slog.LevelDebug, func(l cmtlog.Logger) { l.Info("m", "v", s) })
 	if len(recs) != 1 {
 		t.Fatalf("%d records, want 1", len(recs))
+	}
+}
+
+// TestCometLoggerQuietsShutdown: errors CometBFT reports while the node is
+// stopping (closed connections, stopped pools) are info, marked as such;
+// before the stop, errors stay errors.
+func TestCometLoggerQuietsShutdown(t *testing.T) {
+	stopping := new(atomic.Bool)
+	recs := loggedStopping(t, slog.LevelInfo, stopping, func(l cmtlog.Logger) {
+		l.Error("before stop", "err", "x")
+		stopping.Store(true)
+		l.With("module", "p2p").Error("Stopping peer for error", "err", "use of closed network connection")
+	})
+	if len(recs) != 2 {
+		t.Fatalf("records = %v", recs)
+	}
+	if recs[0]["level"] != "ERROR" || recs[0]["during_stop"] != nil {
+		t.Errorf("before the stop: %v", recs[0])
+	}
+	if recs[1]["level"] != "INFO" || recs[1]["during_stop"] != true || recs[1]["module"] != "p2p" {
+		t.Errorf("during the stop: %v", recs[1])
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	dbm "github.com/cometbft/cometbft-db"
@@ -51,12 +52,14 @@ var (
 
 // Node is a running CometBFT node. Its methods are safe for concurrent use.
 type Node struct {
-	comet   *cmtnode.Node
-	state   sm.Store
-	dbs     *dbSet
-	logger  *slog.Logger
-	chainID string
-	nodeID  string
+	comet  *cmtnode.Node
+	state  sm.Store
+	dbs    *dbSet
+	logger *slog.Logger
+	// stopping turns CometBFT's shutdown noise from errors into info.
+	stopping *atomic.Bool
+	chainID  string
+	nodeID   string
 
 	// mu keeps readers of CometBFT's stores out while Stop closes them.
 	mu      sync.RWMutex
@@ -111,6 +114,7 @@ func Start(ctx context.Context, cfg Config, app abcitypes.Application, logger *s
 	}
 
 	dbs := new(dbSet)
+	stopping := new(atomic.Bool)
 	cn, err := cmtnode.NewNodeWithContext(ctx, cc, pv, nodeKey,
 		// One mutex around all four ABCI connections (consensus, mempool,
 		// query, snapshot): app never sees two calls at once and needs no
@@ -122,7 +126,7 @@ func Start(ctx context.Context, cfg Config, app abcitypes.Application, logger *s
 		func() (*cmttypes.GenesisDoc, error) { return genesis, nil },
 		dbs.provider,
 		metrics.provider(),
-		newCometLogger(logger, cfg.LogLevel),
+		newCometLogger(logger, cfg.LogLevel, stopping),
 	)
 	if err != nil {
 		// Release the databases' file locks, so a retry in this process
@@ -147,12 +151,13 @@ func Start(ctx context.Context, cfg Config, app abcitypes.Application, logger *s
 	}
 
 	n := &Node{
-		comet:   cn,
-		state:   env.StateStore,
-		dbs:     dbs,
-		logger:  logger,
-		chainID: genesis.ChainID,
-		nodeID:  string(nodeKey.ID()),
+		comet:    cn,
+		state:    env.StateStore,
+		dbs:      dbs,
+		logger:   logger,
+		stopping: stopping,
+		chainID:  genesis.ChainID,
+		nodeID:   string(nodeKey.ID()),
 	}
 	logger.Info("started CometBFT node",
 		"chain_id", n.chainID,
@@ -196,6 +201,7 @@ func (n *Node) Stop() error {
 		n.mu.Lock()
 		n.stopped = true
 		n.mu.Unlock()
+		n.stopping.Store(true)
 
 		var errs []error
 		if err := n.comet.Stop(); err != nil {
