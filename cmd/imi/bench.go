@@ -19,12 +19,14 @@ import (
 func init() {
 	register(&command{
 		name:    "bench",
-		summary: "measure registrations committed per second on one node, against CometBFT's kvstore",
-		usage:   "[--app imi|kvstore|both] [--n N] [--runs R] [--workers W] [--inflight F] [--timeout-commit D] [--http] [--clients C] [--dir DIR] [--trace] [--cpuprofile FILE]",
+		summary: "measure registrations committed per second by a local network, against CometBFT's kvstore",
+		usage:   "[--app imi|kvstore|both] [--validators V] [--topology mesh|star] [--submit node0|round-robin] [--join] [--n N] [--runs R] [--workers W] [--inflight F] [--timeout-commit D] [--http] [--clients C] [--dir DIR] [--trace] [--cpuprofile FILE]",
 		examples: `  imi bench                                  # 3 runs of 100,000 txs each for imi and kvstore, alternating
   imi bench --app imi --n 20000 --runs 1 --cpuprofile imi.prof
   go tool pprof -top imi.prof
-  imi bench --http --clients 1024            # also registrations through POST /v1/txs`,
+  imi bench --http --clients 1024            # also registrations through POST /v1/txs
+  imi bench --validators 4 --n 100000        # a four-validator network in this process
+  imi bench --app imi --n 1000000 --runs 1 --join   # then time a new node's block sync of the chain`,
 		run: runBench,
 	})
 }
@@ -41,6 +43,10 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	c := find("bench")
 	fs := c.flags(e)
 	appFlag := fs.String("app", "both", "application: imi (resident registrations), kvstore (CometBFT's example app, the engine's ceiling) or both")
+	validators := fs.Int("validators", 1, fmt.Sprintf("validator nodes of equal power, in this process on loopback, fully peered (1 to %d)", bench.MaxValidators))
+	topology := fs.String("topology", bench.TopologyMesh, "how validators peer: mesh (each with every other, as imi testnet writes them) or star (each with node 0 only)")
+	submit := fs.String("submit", bench.SubmitFirst, "where the node path submits: node0 (all to node 0, gossip to the rest) or round-robin (stream s to node s mod V)")
+	join := fs.Bool("join", false, "after each run, start a fresh non-validator node peered with node 0 and time its block sync to the network's height")
 	n := fs.Int("n", 100_000, "transactions per run")
 	runs := fs.Int("runs", 3, "runs per app; the median is reported")
 	workers := fs.Int("workers", 16, "submitting goroutines on the node path; for imi one registrar lane each (at most 256)")
@@ -68,6 +74,12 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("%w: --n, --runs, --inflight and --clients must be positive", errUsage)
 	case *workers <= 0 || *workers > 256:
 		return fmt.Errorf("%w: --workers must be between 1 and 256", errUsage)
+	case *validators < 1 || *validators > bench.MaxValidators:
+		return fmt.Errorf("%w: --validators must be between 1 and %d", errUsage, bench.MaxValidators)
+	case *topology != bench.TopologyMesh && *topology != bench.TopologyStar:
+		return fmt.Errorf("%w: --topology %q: use %s or %s", errUsage, *topology, bench.TopologyMesh, bench.TopologyStar)
+	case *submit != bench.SubmitFirst && *submit != bench.SubmitRoundRobin:
+		return fmt.Errorf("%w: --submit %q: use %s or %s", errUsage, *submit, bench.SubmitFirst, bench.SubmitRoundRobin)
 	case *inflight >= node.DefaultMempoolSize:
 		return fmt.Errorf("%w: --inflight must stay below the mempool size, %d", errUsage, node.DefaultMempoolSize)
 	}
@@ -77,8 +89,11 @@ func runBench(ctx context.Context, e *env, args []string) error {
 
 	fmt.Fprintf(e.stdout, "imi bench: %d CPUs (GOMAXPROCS %d), %s; %d runs of %d transactions per app\n",
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), *runs, *n)
-	fmt.Fprintf(e.stdout, "node: one validator, timeout_commit %v, mempool %d, recheck on, metrics on, state on disk; workers %d, in flight ≤ %d\n",
-		*timeoutCommit, node.DefaultMempoolSize, *workers, *inflight)
+	fmt.Fprintf(e.stdout, "network: %s, timeout_commit %v, mempool %d, recheck on, metrics on, state on disk; workers %d, in flight ≤ %d\n",
+		describeNetwork(*validators, *topology, *submit), *timeoutCommit, node.DefaultMempoolSize, *workers, *inflight)
+	if *join {
+		fmt.Fprintf(e.stdout, "join: after each run a fresh non-validator node, peered with node 0, block-syncs the chain; state sync from snapshots is not implemented in IMI, so block sync (re-executing every block) is the only way to join\n")
+	}
 
 	var jobs []*benchJob
 	for _, app := range apps {
@@ -103,7 +118,10 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	}
 
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cfg := bench.Config{InFlight: *inflight, TimeoutCommit: *timeoutCommit, Dir: *dir, Log: log}
+	cfg := bench.Config{
+		Validators: *validators, Topology: *topology, Submit: *submit, Join: *join,
+		InFlight: *inflight, TimeoutCommit: *timeoutCommit, Dir: *dir, Log: log,
+	}
 	if *trace {
 		cfg.Trace = e.stdout
 	}
@@ -123,6 +141,16 @@ func runBench(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintf(e.stdout, "%-4d %-8s %-5s %9d %10.0f %8s %8s %8s %7d %9.0f %7d\n",
 				r+1, j.name, j.path, res.Committed, res.PerSecond, ms(res.P50), ms(res.P99), ms(res.Max),
 				res.TxBlocks, res.AvgPerBlock(), res.Retries)
+			if res.Rejected > 0 {
+				fmt.Fprintf(e.stdout, "     %d rejected in blocks; the first: %s\n", res.Rejected, res.FirstRejection)
+			}
+			if *validators > 1 {
+				fmt.Fprintf(e.stdout, "     all %d nodes at height %d, app hash %X\n", *validators, res.Height, res.AppHash)
+			}
+			if jr := res.Join; jr != nil {
+				fmt.Fprintf(e.stdout, "     join (block sync): %d blocks, %d %s, in %.1f s: %.1f blocks/s, %.0f txs/s; app hash at %d %X = node 0's\n",
+					jr.Height, jr.Txs, txNoun(j.name), jr.Elapsed.Seconds(), jr.BlocksPerSecond, jr.TxsPerSecond, jr.Height, jr.AppHash)
+			}
 		}
 	}
 
@@ -158,6 +186,26 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
+// describeNetwork says what a run's network is.
+func describeNetwork(validators int, topology, submit string) string {
+	if validators == 1 {
+		return "one validator"
+	}
+	to := "all submitted to node 0"
+	if submit == bench.SubmitRoundRobin {
+		to = "submitted round-robin"
+	}
+	return fmt.Sprintf("%d validators of equal power in this process on loopback, peered as a %s (%s, latency on the node submitted to)", validators, topology, to)
+}
+
+// txNoun names an app's transactions.
+func txNoun(app string) string {
+	if app == string(bench.IMI) {
+		return "registrations"
+	}
+	return "transactions"
+}
+
 // profileRun runs j once more under the CPU profiler, outside the table:
 // the profiler's own cost stays out of the medians.
 func profileRun(ctx context.Context, w io.Writer, j *benchJob, cfg bench.Config, path string) (err error) {
@@ -170,7 +218,7 @@ func profileRun(ctx context.Context, w io.Writer, j *benchJob, cfg bench.Config,
 			err = fmt.Errorf("couldn't write CPU profile: %w", cerr)
 		}
 	}()
-	cfg.Path, cfg.Profile = j.path, f
+	cfg.Path, cfg.Profile, cfg.Join = j.path, f, false
 	res, err := bench.Run(ctx, j.load, cfg)
 	if err != nil {
 		return fmt.Errorf("profiled run of %s: %w", j.name, err)

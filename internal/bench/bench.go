@@ -1,20 +1,25 @@
-// Package bench measures how many transactions one IMI node commits per
+// Package bench measures how many transactions an IMI network commits per
 // second, and what limits it.
 //
-// A run starts a fresh single-validator node in a temporary home, on disk
-// like a district node, around one of two applications under identical
-// node settings: IMI's ledger, loaded with resident registrations, or
-// CometBFT's kvstore example, loaded with key=value pairs of the same size.
-// The kvstore does next to nothing per transaction, so its rate is the
-// consensus engine's ceiling on this machine: what IMI would reach with a
-// free state machine.
+// A run starts a fresh network of one or more validator nodes, all in this
+// process on loopback, each in a temporary home on disk like a district
+// node, around one of two applications under identical node settings:
+// IMI's ledger, loaded with resident registrations, or CometBFT's kvstore
+// example, loaded with key=value pairs of the same size. The kvstore does
+// next to nothing per transaction, so its rate is the consensus engine's
+// ceiling on this machine: what IMI would reach with a free state machine.
 //
 // The load is made and signed before timing. The clock runs from the first
 // submission until the block holding the last transaction is committed by
-// the application; each transaction's latency runs from its submission to
-// that commit. Speed is only ever measured by a load run (imi bench), never
-// a timed unit test: the machine is shared and noisy, so compare medians of
-// several runs, and apps against each other within one invocation.
+// the application of the node it was submitted to; each transaction's
+// latency runs from its submission to that commit. Speed is only ever
+// measured by a load run (imi bench), never a timed unit test: the machine
+// is shared and noisy, so compare medians of several runs, and apps against
+// each other within one invocation.
+//
+// A run can end by timing a new node's block sync of the chain it made
+// (Config.Join). IMI doesn't serve state sync snapshots, so block sync,
+// re-executing every block, is the only way a node joins.
 package bench
 
 import (
@@ -25,7 +30,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -33,11 +37,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	dbm "github.com/cometbft/cometbft-db"
-	"github.com/cometbft/cometbft/abci/example/kvstore"
-	abcitypes "github.com/cometbft/cometbft/abci/types"
-
-	"github.com/imi-city/imi/internal/ledger"
 	"github.com/imi-city/imi/internal/node"
 	"github.com/imi-city/imi/internal/tx"
 )
@@ -62,16 +61,69 @@ const (
 	PathHTTP = "http"
 )
 
-// Defaults for zero Config fields.
+// Where the node path submits transactions.
+const (
+	// SubmitFirst submits every transaction to node 0, as a registrar's
+	// counters all talk to the registrar's own node; the other validators
+	// get them by mempool gossip.
+	SubmitFirst = "node0"
+	// SubmitRoundRobin submits stream s to node s mod Validators, as
+	// several authorities would each take their own registrations.
+	SubmitRoundRobin = "round-robin"
+)
+
+// How the validators of a run are peered.
+const (
+	// TopologyMesh has every node name every other as a persistent peer,
+	// as WriteTestnet writes a district's testnet.
+	TopologyMesh = "mesh"
+	// TopologyStar has nodes 1.. peer with node 0 only. Each of them then
+	// receives the load's transactions from a single connection, in
+	// order; see Config.Topology.
+	TopologyStar = "star"
+)
+
+// Defaults for zero Config fields, and limits.
 const (
 	DefaultInFlight = 25_000
 	DefaultStall    = 2 * time.Minute
+	// MaxValidators bounds Config.Validators: each node of a run holds a
+	// ledger with its own caches in this one process.
+	MaxValidators = 16
 )
 
 // Config is one run's settings. The zero value is usable.
 type Config struct {
 	// Path is PathNode (the default) or PathHTTP, which needs an IMI load.
 	Path string
+
+	// Validators is the number of validator nodes, of equal power, all in
+	// this process, each with its own home, keys and application, peered
+	// over loopback as Topology says. Default: 1.
+	Validators int
+
+	// Topology is TopologyMesh (the default) or TopologyStar.
+	//
+	// Why a star at all: in a mesh, a node gets the same registrar lane's
+	// transactions from several peers at once, and CometBFT v0.38's mempool
+	// may then store two of them in the opposite order to the one the
+	// ledger checked them in (it adds a transaction to its list after the
+	// application's lock is released). A proposal reaped from that node
+	// carries sequence n+1 before n; the block rejects n+1 and the rest of
+	// the lane. A star has one path per node and so no such race, at the
+	// cost of every consensus message crossing node 0.
+	Topology string
+
+	// Submit is, on the node path, where transactions enter: SubmitFirst
+	// (the default) or SubmitRoundRobin. The HTTP path always posts to
+	// node 0's API. A transaction's latency is measured on the node it was
+	// submitted to.
+	Submit string
+
+	// Join, after the load is committed, starts one more node, a fresh
+	// non-validator peered with node 0 only, and measures how long block
+	// sync takes it to reach the network's height (Result.Join).
+	Join bool
 
 	// InFlight bounds, on the node path, how many of the load's
 	// transactions are submitted and not yet committed. It keeps the
@@ -85,7 +137,7 @@ type Config struct {
 	// runs with.
 	TimeoutCommit time.Duration
 
-	// Dir holds the run's temporary node home, removed afterwards.
+	// Dir holds the run's temporary node homes, removed afterwards.
 	// Default: os.TempDir(). Use a directory on the disk being measured.
 	Dir string
 
@@ -106,8 +158,11 @@ type Config struct {
 
 // Result is what one run measured.
 type Result struct {
-	App  App
-	Path string
+	App        App
+	Path       string
+	Submit     string
+	Validators int
+	Topology   string
 
 	// N is the number of transactions submitted; Committed were executed
 	// successfully in committed blocks, Rejected were committed with a
@@ -132,6 +187,17 @@ type Result struct {
 	// Retries counts submissions refused as "mempool full" or "busy" and
 	// sent again.
 	Retries int
+
+	// Height is a height every node had committed after the run, and
+	// AppHash the app hash after it, the same on every node.
+	Height  int64
+	AppHash []byte
+
+	// FirstRejection describes the first rejected transaction, if any.
+	FirstRejection string
+
+	// Join is what Config.Join measured; nil without it.
+	Join *JoinResult
 }
 
 // AvgPerBlock is the mean number of the load's transactions per block
@@ -143,11 +209,21 @@ func (r Result) AvgPerBlock() float64 {
 	return float64(r.N) / float64(r.TxBlocks)
 }
 
-// Run runs l once against a fresh node and returns what it measured. It
-// fails if any transaction is refused, or nothing commits for cfg.Stall.
+// Run runs l once against a fresh network and returns what it measured.
+// It fails if any transaction is refused, nothing commits for cfg.Stall,
+// or the nodes end up disagreeing on the chain or the state.
 func Run(ctx context.Context, l *Load, cfg Config) (res Result, err error) {
 	if cfg.Path == "" {
 		cfg.Path = PathNode
+	}
+	if cfg.Submit == "" || cfg.Path == PathHTTP {
+		cfg.Submit = SubmitFirst
+	}
+	if cfg.Validators == 0 {
+		cfg.Validators = 1
+	}
+	if cfg.Topology == "" {
+		cfg.Topology = TopologyMesh
 	}
 	if cfg.InFlight <= 0 {
 		cfg.InFlight = DefaultInFlight
@@ -163,6 +239,12 @@ func Run(ctx context.Context, l *Load, cfg Config) (res Result, err error) {
 		return res, fmt.Errorf("unknown path %q (use %s or %s)", cfg.Path, PathNode, PathHTTP)
 	case cfg.Path == PathHTTP && l.app != IMI:
 		return res, fmt.Errorf("the HTTP path needs an %s load: the API serves only IMI's ledger", IMI)
+	case cfg.Submit != SubmitFirst && cfg.Submit != SubmitRoundRobin:
+		return res, fmt.Errorf("unknown submission %q (use %s or %s)", cfg.Submit, SubmitFirst, SubmitRoundRobin)
+	case cfg.Topology != TopologyMesh && cfg.Topology != TopologyStar:
+		return res, fmt.Errorf("unknown topology %q (use %s or %s)", cfg.Topology, TopologyMesh, TopologyStar)
+	case cfg.Validators < 1 || cfg.Validators > MaxValidators:
+		return res, fmt.Errorf("%d validators: use 1 to %d", cfg.Validators, MaxValidators)
 	}
 
 	home, err := os.MkdirTemp(cfg.Dir, "imi-bench-*")
@@ -175,51 +257,8 @@ func Run(ctx context.Context, l *Load, cfg Config) (res Result, err error) {
 		}
 	}()
 
-	nc, err := nodeConfig(home, cfg)
-	if err != nil {
-		return res, err
-	}
-	valKey, _, err := node.EnsureKeys(nc)
-	if err != nil {
-		return res, err
-	}
-	var app abcitypes.Application
-	var ledgerApp *ledger.App
-	var g node.Genesis
-	switch l.app {
-	case IMI:
-		if g, err = l.genesis(valKey); err != nil {
-			return res, err
-		}
-		// As a district node keeps it: its own goleveldb under the home.
-		ledgerApp, err = ledger.Open(filepath.Join(home, "state"), cfg.Log, nil)
-		if err != nil {
-			return res, err
-		}
-		defer closeInto(&err, ledgerApp.Close)
-		app = ledgerApp
-	case KVStore:
-		g = node.Genesis{
-			ChainID:     ChainID,
-			GenesisTime: time.Now().Add(-time.Second).Truncate(time.Second),
-			Validators:  []node.GenesisValidator{{Name: "v0", PubKey: valKey, Power: 10}},
-		}
-		// kvstore.NewPersistentApplication, without its panic.
-		db, dberr := dbm.NewGoLevelDB("kvstore", filepath.Join(home, "kvstore"))
-		if dberr != nil {
-			return res, fmt.Errorf("couldn't open kvstore database: %w", dberr)
-		}
-		kv := kvstore.NewApplication(db)
-		defer closeInto(&err, kv.Close)
-		app = kv
-	default:
-		return res, fmt.Errorf("unknown app %q", l.app)
-	}
-	if err := node.WriteGenesis(nc, g); err != nil {
-		return res, err
-	}
-
-	// sem holds one token per submitted, uncommitted transaction.
+	// sem holds one token per submitted, uncommitted transaction; node 0's
+	// commits release them (every node commits the same blocks).
 	sem := make(chan struct{}, cfg.InFlight)
 	release := func(n int) {
 		for range n {
@@ -229,27 +268,32 @@ func Run(ctx context.Context, l *Load, cfg Config) (res Result, err error) {
 	if cfg.Path == PathHTTP {
 		release = nil // HTTP clients pace themselves: one request each at a time
 	}
-	m := newMeter(app, l, release)
-	m.trace = cfg.Trace
-
-	n, err := node.Start(ctx, nc, m, cfg.Log)
+	nw, err := startNetwork(ctx, home, l, cfg, release)
+	defer func() {
+		if nw != nil {
+			err = errors.Join(err, nw.stop())
+		}
+	}()
 	if err != nil {
 		return res, err
 	}
-	defer closeInto(&err, n.Stop)
-	wctx, cancel := context.WithTimeout(ctx, time.Minute)
-	err = n.WaitForHeight(wctx, 2)
-	cancel()
-	if err != nil {
-		return res, fmt.Errorf("couldn't see the node make blocks: %w", err)
-	}
+	first := nw.members[0]
 
 	var api *apiServer
 	if cfg.Path == PathHTTP {
-		if api, err = startAPI(ledgerApp, n, cfg.Log); err != nil {
+		if api, err = startAPI(first.ledger, first.node, cfg.Log); err != nil {
 			return res, err
 		}
 		defer closeInto(&err, api.close)
+	}
+
+	// targets[s] is the node stream s is submitted to.
+	targets := make([]*member, l.Streams())
+	for s := range targets {
+		targets[s] = first
+		if cfg.Submit == SubmitRoundRobin {
+			targets[s] = nw.members[s%len(nw.members)]
+		}
 	}
 
 	// Timing starts here: nothing left over from setup to collect.
@@ -269,13 +313,13 @@ func Run(ctx context.Context, l *Load, cfg Config) (res Result, err error) {
 	switch cfg.Path {
 	case PathNode:
 		wg.Go(func() {
-			if err := submitNode(rctx, n, l, m, sem, &retries); err != nil {
+			if err := submitNode(rctx, targets, l, first.meter, sem, &retries); err != nil {
 				stop(err)
 			}
 		})
 	case PathHTTP:
 		wg.Go(func() {
-			lat, end, err := submitHTTP(rctx, api.url, l, m, &retries)
+			lat, end, err := submitHTTP(rctx, api.url, l, first.meter, &retries)
 			if err != nil {
 				stop(err)
 				return
@@ -283,7 +327,10 @@ func Run(ctx context.Context, l *Load, cfg Config) (res Result, err error) {
 			clientLat, clientEnd = lat, end
 		})
 	}
-	waitErr := waitDone(rctx, m, cfg.Stall)
+	// Every node, not only those submitted to, must commit every
+	// transaction; the clock stops at the commits on the submitted-to
+	// nodes, below.
+	waitErr := waitDone(rctx, nw.meters(), cfg.Stall)
 	if cfg.Profile != nil {
 		pprof.StopCPUProfile()
 	}
@@ -295,47 +342,71 @@ func Run(ctx context.Context, l *Load, cfg Config) (res Result, err error) {
 		if cause := context.Cause(rctx); cause != nil && !errors.Is(cause, waitErr) {
 			waitErr = cause
 		}
+		// A refusal often follows an earlier transaction of its stream
+		// that a block carried but couldn't execute.
+		for i, mb := range nw.members {
+			if r := mb.meter.firstRejected(); r != "" {
+				waitErr = fmt.Errorf("%w (node %d had committed %s)", waitErr, i, r)
+				break
+			}
+		}
 		return res, waitErr
 	}
 
+	m := first.meter
 	res = Result{
-		App: l.app, Path: cfg.Path, N: l.Len(),
+		App: l.app, Path: cfg.Path, Submit: cfg.Submit, Validators: cfg.Validators, Topology: cfg.Topology,
+		N:           l.Len(),
 		Rejected:    m.rejected,
 		Committed:   l.Len() - m.rejected,
 		Blocks:      int(m.lastHeight - m.firstHeight + 1),
 		TxBlocks:    m.txBlocks,
 		MaxPerBlock: m.maxPerBlock,
 		Retries:     int(retries.Load()),
+
+		FirstRejection: m.firstRejected(),
 	}
 	var lat []time.Duration
-	end := time.Unix(0, m.lastCommit)
+	var end time.Time
 	if cfg.Path == PathHTTP {
 		lat, end = clientLat, clientEnd
 	} else {
+		// Each transaction's latency on the node it was submitted to; the
+		// run ends with the last of those commits.
 		lat = make([]time.Duration, l.Len())
+		var last int64
 		for i := range lat {
-			lat[i] = time.Duration(m.committedAt[i] - m.sent[i].Load())
+			at := targets[l.streamOf(i)].meter.committedAt[i]
+			lat[i] = time.Duration(at - m.sent[i].Load())
+			last = max(last, at)
 		}
+		end = time.Unix(0, last)
 	}
 	res.Elapsed = end.Sub(start)
 	res.PerSecond = float64(res.Committed) / res.Elapsed.Seconds()
 	res.P50, res.P99, res.Max = percentiles(lat)
 
-	if ledgerApp != nil {
-		meta, _, err := ledgerApp.Meta(0)
-		if err != nil {
-			return res, fmt.Errorf("couldn't read the ledger's resident count: %w", err)
+	if res.Height, res.AppHash, err = nw.agree(ctx, cfg.Stall); err != nil {
+		return res, err
+	}
+	for i, mb := range nw.members {
+		if err := mb.checkResidents(res.Committed); err != nil {
+			return res, fmt.Errorf("node %d: %w", i, err)
 		}
-		if meta.Residents != uint64(res.Committed) {
-			return res, fmt.Errorf("the ledger counts %d residents, the blocks committed %d registrations", meta.Residents, res.Committed)
+	}
+	if cfg.Join {
+		j, err := nw.join(ctx, l, cfg)
+		res.Join = &j
+		if err != nil {
+			return res, err
 		}
 	}
 	return res, nil
 }
 
-// nodeConfig is the node's configuration for either app: identical but for
-// the home, so the two differ only in the application.
-func nodeConfig(home string, cfg Config) (node.Config, error) {
+// nodeConfig is a node's configuration for either app: identical but for
+// the home and name, so the two apps differ only in the application.
+func nodeConfig(home, moniker string, cfg Config) (node.Config, error) {
 	p2p, err := freeLoopback()
 	if err != nil {
 		return node.Config{}, err
@@ -343,8 +414,11 @@ func nodeConfig(home string, cfg Config) (node.Config, error) {
 	return node.Config{
 		Home:      home,
 		ChainID:   ChainID,
-		Moniker:   "bench",
+		Moniker:   moniker,
 		P2PListen: "tcp://" + p2p,
+		// Every node of a run listens on 127.0.0.1; CometBFT would refuse
+		// all but one peer from it otherwise.
+		AllowDuplicateIP: true,
 		// As a district node (district.Config.nodeConfig): metrics on,
 		// transactions up to IMI's limit; everything else the default.
 		Metrics:       true,
@@ -366,12 +440,14 @@ func freeLoopback() (string, error) {
 }
 
 // submitNode submits every stream of l from its own goroutine through
-// node.CheckTx, each transaction once a token in sem is free.
-func submitNode(ctx context.Context, n *node.Node, l *Load, m *meter, sem chan struct{}, retries *atomic.Int64) error {
+// node.CheckTx of targets[stream], each transaction once a token in sem is
+// free.
+func submitNode(ctx context.Context, targets []*member, l *Load, m *meter, sem chan struct{}, retries *atomic.Int64) error {
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	var wg sync.WaitGroup
-	for _, stream := range l.streams {
+	for s, stream := range l.streams {
+		n := targets[s].node
 		wg.Go(func() {
 			for _, i := range stream {
 				select {
@@ -416,26 +492,36 @@ func checkTx(ctx context.Context, n *node.Node, raw []byte, retries *atomic.Int6
 	}
 }
 
-// waitDone waits until m has seen every transaction committed, ctx ends,
-// or nothing commits for stall.
-func waitDone(ctx context.Context, m *meter, stall time.Duration) error {
+// waitDone waits until every meter in ms has seen every transaction
+// committed, ctx ends, or nothing commits on any of them for stall.
+func waitDone(ctx context.Context, ms []*meter, stall time.Duration) error {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	last, lastAt := m.settled.Load(), time.Now()
-	for {
-		select {
-		case <-m.done:
-			return nil
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		case now := <-t.C:
-			if s := m.settled.Load(); s != last {
-				last, lastAt = s, now
-			} else if now.Sub(lastAt) > stall {
-				return fmt.Errorf("nothing committed for %v, at %d of %d transactions", stall, s, m.load.Len())
+	settled := func() (sum int64) {
+		for _, m := range ms {
+			sum += m.settled.Load()
+		}
+		return sum
+	}
+	last, lastAt := settled(), time.Now()
+	for _, m := range ms {
+	wait:
+		for {
+			select {
+			case <-m.done:
+				break wait
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			case now := <-t.C:
+				if s := settled(); s != last {
+					last, lastAt = s, now
+				} else if now.Sub(lastAt) > stall {
+					return fmt.Errorf("nothing committed for %v, at %d of %d transactions on %d nodes", stall, s, int64(m.load.Len())*int64(len(ms)), len(ms))
+				}
 			}
 		}
 	}
+	return nil
 }
 
 // percentiles returns the median, 99th percentile and maximum of d, which

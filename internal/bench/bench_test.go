@@ -39,7 +39,7 @@ func TestRunCommitsEverything(t *testing.T) {
 				InFlight:      50, // below n: submitters must wait for commits
 				TimeoutCommit: 50 * time.Millisecond,
 				Dir:           t.TempDir(),
-				Log:           slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
+				Log:           testLog(t),
 				Stall:         30 * time.Second,
 			})
 			if err != nil {
@@ -57,6 +57,102 @@ func TestRunCommitsEverything(t *testing.T) {
 			t.Logf("%+v", res)
 		})
 	}
+}
+
+// TestRunNetwork runs a load through four validators in one process, for
+// both apps and both ways of submitting. Run itself fails unless every node
+// commits every transaction and all have the same block and app hash at the
+// height node 0 ended at; the test checks what it reports of that.
+func TestRunNetwork(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts four CometBFT nodes per app")
+	}
+	const n, validators = 2_000, 4
+	for _, tt := range []struct {
+		app    App
+		submit string
+	}{
+		{IMI, SubmitFirst},
+		{KVStore, SubmitRoundRobin},
+	} {
+		t.Run(string(tt.app)+"/"+tt.submit, func(t *testing.T) {
+			l, err := NewLoad(tt.app, n, 16)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			res, err := Run(ctx, l, Config{
+				Validators:    validators,
+				Submit:        tt.submit,
+				InFlight:      500,
+				TimeoutCommit: 50 * time.Millisecond,
+				Dir:           t.TempDir(),
+				Log:           testLog(t),
+				Stall:         30 * time.Second,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Validators != validators || res.Submit != tt.submit {
+				t.Errorf("ran %d validators submitting %s, want %d and %s", res.Validators, res.Submit, validators, tt.submit)
+			}
+			if res.Committed != n || res.Rejected != 0 {
+				t.Errorf("committed=%d rejected=%d, want %d committed, none rejected", res.Committed, res.Rejected, n)
+			}
+			if res.Height < int64(res.Blocks) || len(res.AppHash) == 0 {
+				t.Errorf("nodes agree at height %d on app hash %X; want a height of at least %d blocks and a hash", res.Height, res.AppHash, res.Blocks)
+			}
+			if res.P50 <= 0 || res.P99 < res.P50 || res.Max < res.P99 {
+				t.Errorf("latency p50=%v p99=%v max=%v: not ordered", res.P50, res.P99, res.Max)
+			}
+			if res.Join != nil {
+				t.Errorf("join measured without Config.Join: %+v", res.Join)
+			}
+			t.Logf("%d/s, p50 %v, p99 %v, %d blocks, height %d, app hash %X", int(res.PerSecond), res.P50, res.P99, res.TxBlocks, res.Height, res.AppHash)
+		})
+	}
+}
+
+// TestRunJoin has a new node block-sync a short chain of registrations
+// made by two validators, and checks it executed them all to node 0's app
+// hash (which Run compares).
+func TestRunJoin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts CometBFT nodes")
+	}
+	const n = 300
+	l, err := NewLoad(IMI, n, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, l, Config{
+		Validators:    2,
+		Join:          true,
+		InFlight:      50,
+		TimeoutCommit: 50 * time.Millisecond,
+		Dir:           t.TempDir(),
+		Log:           testLog(t),
+		Stall:         30 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := res.Join
+	if j == nil {
+		t.Fatal("no join result")
+	}
+	if j.Txs != n || j.Height < res.Height || len(j.AppHash) == 0 || j.Elapsed <= 0 {
+		t.Errorf("join synced %d txs to height %d (app hash %X) in %v; want %d txs, height at least %d, a hash, a duration",
+			j.Txs, j.Height, j.AppHash, j.Elapsed, n, res.Height)
+	}
+	t.Logf("join: %d blocks, %d txs in %v", j.Height, j.Txs, j.Elapsed)
+}
+
+func testLog(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 // TestLoadKVStoreSize checks kvstore transactions are valid key=value

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -31,6 +32,7 @@ const (
 	residentSeedLabel  = "imi/bench/resident"
 	recoverySeedLabel  = "imi/bench/recovery"
 	hmacSeedLabel      = "imi/bench/uniqueness"
+	validatorSeedLabel = "imi/bench/validator-authority"
 )
 
 // lanes is how many parallel sequence lanes one registrar has.
@@ -128,6 +130,10 @@ func (l *Load) Len() int { return len(l.txs) }
 // Streams is the number of independent ordered streams.
 func (l *Load) Streams() int { return len(l.streams) }
 
+// streamOf is the stream transaction i belongs to: NewLoad deals the
+// transactions out to the streams in turn.
+func (l *Load) streamOf(i int) int { return i % len(l.streams) }
+
 // AvgBytes is the mean encoded size of a transaction.
 func (l *Load) AvgBytes() int {
 	var sum int
@@ -137,11 +143,39 @@ func (l *Load) AvgBytes() int {
 	return sum / len(l.txs)
 }
 
-// genesis is the chain's founding state for an IMI load: registrar 0 is
-// also the district's one validator, with valKey; further registrars
-// validate nothing.
-func (l *Load) genesis(valKey []byte) (node.Genesis, error) {
-	g := ledger.Genesis{DistrictZH: "基准测试区", DistrictEN: "Benchmark District"}
+// Power is the voting power of each benchmark validator: all equal.
+const Power = 10
+
+// genesis is the chain's founding state for the load's app, with one
+// validator of power Power for each of valKeys (every node of the run gets
+// the same document).
+//
+// For IMI, registrar 0 is also the first validator, as a registrar's node
+// is in a district; validators beyond the first are service providers
+// bench-val-1, ... with keys of their own, and further registrars validate
+// nothing. The kvstore's genesis names only the validators.
+func (l *Load) genesis(valKeys []ed25519.PublicKey) (node.Genesis, error) {
+	if len(valKeys) == 0 {
+		return node.Genesis{}, fmt.Errorf("couldn't make genesis: no validators")
+	}
+	g := node.Genesis{
+		ChainID: ChainID,
+		// A second in the past, so the nodes start at once; never the
+		// future, which they would wait for.
+		GenesisTime: time.Now().Add(-time.Second).Truncate(time.Second),
+	}
+	for i, vk := range valKeys {
+		name := "bench-val-" + strconv.Itoa(i)
+		if l.app == IMI && i == 0 {
+			name = "bench-reg-0"
+		}
+		g.Validators = append(g.Validators, node.GenesisValidator{Name: name, PubKey: vk, Power: Power})
+	}
+	if l.app != IMI {
+		return g, nil
+	}
+
+	lg := ledger.Genesis{DistrictZH: "基准测试区", DistrictEN: "Benchmark District"}
 	for r, k := range l.registrars {
 		spec := tx.AuthoritySpec{
 			ID:     "bench-reg-" + strconv.Itoa(r),
@@ -150,22 +184,30 @@ func (l *Load) genesis(valKey []byte) (node.Genesis, error) {
 			Roles: []string{ledger.RoleRegistrar},
 		}
 		if r == 0 {
-			spec.ValidatorKey, spec.Power = valKey, 10
+			spec.ValidatorKey, spec.Power = tx.Bytes(valKeys[0]), Power
 		}
-		g.Authorities = append(g.Authorities, spec)
+		lg.Authorities = append(lg.Authorities, spec)
 	}
-	state, err := tx.Marshal(g)
+	for i := 1; i < len(valKeys); i++ {
+		k, err := key.FromSeed(seed(validatorSeedLabel, i))
+		if err != nil {
+			return node.Genesis{}, err
+		}
+		lg.Authorities = append(lg.Authorities, tx.AuthoritySpec{
+			ID:     "bench-val-" + strconv.Itoa(i),
+			NameZH: "基准验证机构" + strconv.Itoa(i), NameEN: "Benchmark Validator " + strconv.Itoa(i),
+			Key:          k.Public(),
+			Roles:        []string{ledger.RoleServiceProvider},
+			ValidatorKey: tx.Bytes(valKeys[i]),
+			Power:        Power,
+		})
+	}
+	state, err := tx.Marshal(lg)
 	if err != nil {
 		return node.Genesis{}, fmt.Errorf("couldn't encode genesis state: %w", err)
 	}
-	return node.Genesis{
-		ChainID: ChainID,
-		// A second in the past, so the node starts at once; never the
-		// future, which it would wait for.
-		GenesisTime: time.Now().Add(-time.Second).Truncate(time.Second),
-		Validators:  []node.GenesisValidator{{Name: "bench-reg-0", PubKey: valKey, Power: 10}},
-		AppState:    state,
-	}, nil
+	g.AppState = state
+	return g, nil
 }
 
 // registrationMaker makes the i-th registration of a load.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -46,7 +47,20 @@ type meter struct {
 
 	settled  atomic.Int64 // transactions committed so far, whatever their code
 	rejected int
-	done     chan struct{} // closed once every transaction is committed
+	// firstRejection describes the first of the load's transactions a
+	// block carried with a non-zero code; read it once done is closed, or
+	// through firstRejected.
+	rejectMu       sync.Mutex
+	firstRejection string
+	done           chan struct{} // closed once every transaction is committed
+
+	// height is the last height the application committed; appHashes its
+	// app hash after each height, so nodes can be compared at one height.
+	height       atomic.Int64
+	stagedHeight int64
+	stagedHash   []byte
+	hashMu       sync.Mutex
+	appHashes    map[int64][]byte
 }
 
 type stagedTx struct {
@@ -62,7 +76,24 @@ func newMeter(app abcitypes.Application, l *Load, release func(int)) *meter {
 		sent:        make([]atomic.Int64, l.Len()),
 		committedAt: make([]int64, l.Len()),
 		done:        make(chan struct{}),
+		appHashes:   make(map[int64][]byte),
 	}
+}
+
+// appHash is the application's app hash after height h, or nil if it
+// hasn't committed h.
+func (m *meter) appHash(h int64) []byte {
+	m.hashMu.Lock()
+	defer m.hashMu.Unlock()
+	return m.appHashes[h]
+}
+
+// firstRejected describes the first of the load's transactions a block
+// carried with a non-zero code, or is empty.
+func (m *meter) firstRejected() string {
+	m.rejectMu.Lock()
+	defer m.rejectMu.Unlock()
+	return m.firstRejection
 }
 
 // markSent records the first submission of transaction i.
@@ -79,13 +110,23 @@ func (m *meter) FinalizeBlock(ctx context.Context, req *abcitypes.RequestFinaliz
 	if err != nil {
 		return res, err
 	}
+	m.stagedHeight, m.stagedHash = req.Height, res.AppHash
 	m.staged = m.staged[:0]
 	for j, raw := range req.Txs {
 		i, ok := m.load.index[string(raw)]
 		if !ok || m.committedAt[i] != 0 {
 			continue
 		}
-		m.staged = append(m.staged, stagedTx{i: i, code: res.TxResults[j].Code})
+		r := res.TxResults[j]
+		m.staged = append(m.staged, stagedTx{i: i, code: r.Code})
+		if r.Code != 0 {
+			m.rejectMu.Lock()
+			if m.firstRejection == "" {
+				m.firstRejection = fmt.Sprintf("transaction %d (stream %d) at height %d, position %d of %d: code %d: %s",
+					i, m.load.streamOf(int(i)), req.Height, j, len(req.Txs), r.Code, r.Log)
+			}
+			m.rejectMu.Unlock()
+		}
 	}
 	if len(m.staged) > 0 {
 		if m.firstHeight == 0 {
@@ -110,8 +151,15 @@ func (m *meter) Commit(ctx context.Context, req *abcitypes.RequestCommit) (*abci
 		}
 		m.prevCommitDone = done
 	}
-	if err != nil || len(m.staged) == 0 {
+	if err != nil {
 		return res, err
+	}
+	m.hashMu.Lock()
+	m.appHashes[m.stagedHeight] = m.stagedHash
+	m.hashMu.Unlock()
+	m.height.Store(m.stagedHeight)
+	if len(m.staged) == 0 {
+		return res, nil
 	}
 	now := time.Now().UnixNano()
 	for _, s := range m.staged {
