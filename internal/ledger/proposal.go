@@ -48,7 +48,7 @@ func (a *App) PrepareProposal(_ context.Context, req *abci.RequestPrepareProposa
 		}
 		want, seen := next[k]
 		if !seen {
-			want = a.NextSeq(k.signer, k.lane)
+			want = a.committedSeq(k)
 		}
 		switch {
 		case seq < want:
@@ -122,4 +122,13 @@ func number(b []byte, prefix string) (uint64, []byte, bool) {
 	}
 	v, err := strconv.ParseUint(string(b[:n]), 10, 64)
 	return v, b[n:], err == nil
+}
+
+// committedSeq is the lane's next sequence number in the last committed
+// state, which the block builds on; NextSeq answers for the mempool's view,
+// which already counts the transactions being proposed.
+func (a *App) committedSeq(k laneKey) uint64 {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return decodeSeq(treeKV{a.latest}.get(seqKey(k.signer, k.lane)))
 }

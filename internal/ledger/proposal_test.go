@@ -25,6 +25,13 @@ func TestPrepareProposalKeepsLanesInOrder(t *testing.T) {
 	other := reg(4, 0, "l4", 14)
 	junk := []byte(`not a transaction`)
 	in := [][]byte{s2, other, s3, replay, s1, junk, s5}
+	// As in a node, the mempool has checked them: its view is ahead of the
+	// committed state the block builds on.
+	for _, raw := range [][]byte{s1, s2, s3, other} {
+		if c := d.check(raw); c != ledger.OK {
+			t.Fatalf("CheckTx = %s", c.Name())
+		}
+	}
 	res, err := d.app.PrepareProposal(context.Background(), &abci.RequestPrepareProposal{Txs: in, MaxTxBytes: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
