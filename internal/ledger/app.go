@@ -499,13 +499,14 @@ func (a *App) Commit(context.Context, *abci.RequestCommit) (*abci.ResponseCommit
 	_, _, err = a.tree.SaveVersion()
 	if err == nil {
 		err = a.refreshLatest()
+		// Under the lock: LastBlock is read by API goroutines.
+		a.lastBlock = a.stagedAt
 	}
 	a.mu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("couldn't save state: %w", err)
 	}
 	a.metrics.committed(a.tree.Version(), len(a.staged))
-	a.lastBlock = a.stagedAt
 	a.waiters.notify(a.staged)
 	a.staged = a.staged[:0]
 	return &abci.ResponseCommit{}, nil
