@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"time"
 
 	cmtjson "github.com/cometbft/cometbft/libs/json"
@@ -106,7 +107,7 @@ func Run(ctx context.Context, home string, opts RunOptions) error {
 	if err != nil {
 		return fmt.Errorf("couldn't listen for the API on %s: %w", addr, err)
 	}
-	api := httpapi.New(app, NewChain(n), httpapi.Config{IssuerKeys: issuerKeys(home, cfg, log)}, log.With("module", "http"))
+	api := httpapi.New(app, NewChain(n), httpapi.Config{IssuerKeys: issuerKeys(home, log)}, log.With("module", "http"))
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -205,17 +206,23 @@ func (c chain) Commit(h int64) (any, error) {
 	return SignedBlock{Header: hdr, Commit: cm, Validators: vs, Canonical: b.Canonical}, nil
 }
 
-// issuerKeys loads the keys of the founding authorities that this home holds,
-// so the node can sign their status-list tokens. A missing key file only
-// means this node does not sign for that authority.
-func issuerKeys(home string, cfg *Config, log *slog.Logger) map[string]key.Private {
+// issuerKeys loads every authority key this home holds (keys/<id>.key), so
+// the node can sign those authorities' status-list tokens: founding ones and
+// ones that joined later by a vote alike. A key that is not an authority's
+// current key is refused when a token is asked for.
+func issuerKeys(home string, log *slog.Logger) map[string]key.Private {
 	out := map[string]key.Private{}
-	for _, a := range cfg.Genesis.Authorities {
-		k, err := key.ReadFile(KeyFile(home, a.ID))
-		if err != nil {
+	files, _ := filepath.Glob(filepath.Join(home, "keys", "*.key"))
+	for _, f := range files {
+		id := strings.TrimSuffix(filepath.Base(f), ".key")
+		if f == UniquenessKeyFile(home) {
 			continue
 		}
-		out[a.ID] = k
+		k, err := key.ReadFile(f)
+		if err != nil {
+			continue // not an authority key (the registrars' HMAC key, say)
+		}
+		out[id] = k
 	}
 	log.Info("status lists signed here", "authorities", len(out))
 	return out
