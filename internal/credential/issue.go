@@ -116,7 +116,7 @@ func (is *Issuer) Issue(ctx context.Context, sub Subject, claims map[string]any,
 		Header: jws.Header{Typ: sdjwt.TypSDJWT, Kid: KeyID(is.Authority, is.Authority.KeyVersion)},
 		Claims: map[string]any{
 			"iss": is.Authority.DID, "iat": now.Unix(), "exp": exp.Unix(), "vct": is.Type.VCT,
-			"cnf":    map[string]any{"jwk": holderJWK(sub.Key)},
+			"cnf":    map[string]any{"jwk": did.NewJWK(sub.Key)},
 			"status": map[string]any{"status_list": ref},
 		},
 		Disclosable: disclosable,
@@ -161,14 +161,6 @@ func (is *Issuer) reserve(ctx context.Context) (uint32, uint32, error) {
 		}
 	}
 	return 0, 0, errors.New("couldn't find a free status entry")
-}
-
-func holderJWK(k key.Public) map[string]any {
-	j, err := jws.PublicJWK(k.Ed25519())
-	if err != nil {
-		panic("credential: an Ed25519 key has no JWK: " + err.Error())
-	}
-	return j
 }
 
 // checkClaims checks every value against the type and derives what the type

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/imi-city/imi/internal/jws"
+	"github.com/imi-city/imi/internal/key"
 	"github.com/imi-city/imi/internal/ledger"
 	"github.com/imi-city/imi/internal/sdjwt"
 )
@@ -171,20 +172,13 @@ func Verify(l Ledger, presentation string, p Policy) *Result {
 	if p.MaxStatusAge <= 0 {
 		p.MaxStatusAge = DefaultMaxStatusAge
 	}
-	var (
-		au    *ledger.Authority
-		ct    *ledger.CredentialType
-		entry *ledger.StatusEntry
-	)
+	var is *issuance
 	issuerKey := func(h jws.Header, payload map[string]any) (crypto.PublicKey, error) {
 		var r *refusal
-		au, ct, entry, r = resolve(l, h, payload)
-		if r != nil {
+		if is, r = resolve(l, h, payload); r != nil {
 			return nil, r
 		}
-		v, _ := keyVersion(h.Kid, au)
-		k, _ := au.KeyAt(v)
-		return k.Key.Ed25519(), nil
+		return is.key.Ed25519(), nil
 	}
 	res, err := sdjwt.Verify(presentation, sdjwt.VerifyOptions{
 		IssuerKey: issuerKey, Algorithms: []string{jws.EdDSA}, RequireKeyBinding: true,
@@ -201,6 +195,7 @@ func Verify(l Ledger, presentation string, p Policy) *Result {
 		}
 		return fill(&Result{Outcome: Invalid, Reason: sdjwt.ReasonMalformed, Detail: err.Error()})
 	}
+	au, ct, entry := is.authority, is.typ, is.entry
 	out := &Result{Type: ct.ID, VCT: ct.VCT, TypeZH: ct.NameZH, TypeEN: ct.NameEN,
 		Issuer: au.ID, IssuerDID: au.DID, IssuerZH: au.NameZH, IssuerEN: au.NameEN}
 	if iat, ok := numericDate(res.Claims["iat"]); ok {
@@ -259,54 +254,63 @@ func Verify(l Ledger, presentation string, p Policy) *Result {
 	return fill(out)
 }
 
+// issuance is what the ledger says about a credential's issue: its issuer,
+// the issuer's key of that time, its type and its status entry.
+type issuance struct {
+	authority *ledger.Authority
+	typ       *ledger.CredentialType
+	entry     *ledger.StatusEntry
+	key       key.Public
+}
+
 // resolve finds the issuer, its key of the credential's kid, the type and the
 // status entry, and checks they belong together. It reads the latest state:
 // the key history in the authority record answers "as of issuance".
-func resolve(l Ledger, h jws.Header, payload map[string]any) (*ledger.Authority, *ledger.CredentialType, *ledger.StatusEntry, *refusal) {
+func resolve(l Ledger, h jws.Header, payload map[string]any) (*issuance, *refusal) {
 	iss, _ := payload["iss"].(string)
 	au, removed, _, err := l.AuthorityByDID(iss, 0)
 	switch {
 	case errors.Is(err, ledger.ErrNotFound):
-		return nil, nil, nil, &refusal{ReasonIssuerUnknown, clip(iss)}
+		return nil, &refusal{ReasonIssuerUnknown, clip(iss)}
 	case err != nil:
-		return nil, nil, nil, &refusal{ReasonLedgerUnavailable, err.Error()}
+		return nil, &refusal{ReasonLedgerUnavailable, err.Error()}
 	case removed != nil:
-		return nil, nil, nil, &refusal{ReasonIssuerRemoved, fmt.Sprintf("%s left at height %d", au.ID, removed.Height)}
+		return nil, &refusal{ReasonIssuerRemoved, fmt.Sprintf("%s left at height %d", au.ID, removed.Height)}
 	}
 	v, ok := keyVersion(h.Kid, au)
 	if !ok {
-		return nil, nil, nil, &refusal{ReasonKeyUnknown, "kid " + clip(h.Kid)}
+		return nil, &refusal{ReasonKeyUnknown, "kid " + clip(h.Kid)}
 	}
 	k, ok := au.KeyAt(v)
 	if !ok {
-		return nil, nil, nil, &refusal{ReasonKeyUnknown, "kid " + clip(h.Kid)}
+		return nil, &refusal{ReasonKeyUnknown, "kid " + clip(h.Kid)}
 	}
 	iat, ok := numericDate(payload["iat"])
 	if !ok {
-		return nil, nil, nil, &refusal{sdjwt.ReasonMalformed, "iat is missing"}
+		return nil, &refusal{sdjwt.ReasonMalformed, "iat is missing"}
 	}
 	if iat.Before(k.From.Time.Add(-keySkew)) || (!k.Until.Time.IsZero() && !iat.Before(k.Until.Time)) {
-		return nil, nil, nil, &refusal{ReasonKeyNotInForce, fmt.Sprintf("key %d was in force from height %d to %d", v, k.From.Height, k.Until.Height)}
+		return nil, &refusal{ReasonKeyNotInForce, fmt.Sprintf("key %d was in force from height %d to %d", v, k.From.Height, k.Until.Height)}
 	}
 	vct, _ := payload["vct"].(string)
 	ct, _, err := l.CredentialTypeByVCT(vct, 0)
 	if err != nil {
-		return nil, nil, nil, &refusal{ReasonTypeUnknown, clip(vct)}
+		return nil, &refusal{ReasonTypeUnknown, clip(vct)}
 	}
 	list, idx, r := statusRef(payload, au)
 	if r != nil {
-		return nil, nil, nil, r
+		return nil, r
 	}
 	e, _, err := l.Status(au.ID, list, idx, 0)
 	switch {
 	case errors.Is(err, ledger.ErrNotFound):
-		return nil, nil, nil, &refusal{ReasonStatusEntry, fmt.Sprintf("%s has no entry %d/%d", au.ID, list, idx)}
+		return nil, &refusal{ReasonStatusEntry, fmt.Sprintf("%s has no entry %d/%d", au.ID, list, idx)}
 	case err != nil:
-		return nil, nil, nil, &refusal{ReasonLedgerUnavailable, err.Error()}
+		return nil, &refusal{ReasonLedgerUnavailable, err.Error()}
 	case e.Type != ct.ID || e.KeyVersion != v:
-		return nil, nil, nil, &refusal{ReasonStatusEntry, fmt.Sprintf("entry %d/%d was reserved for %s under key %d", list, idx, e.Type, e.KeyVersion)}
+		return nil, &refusal{ReasonStatusEntry, fmt.Sprintf("entry %d/%d was reserved for %s under key %d", list, idx, e.Type, e.KeyVersion)}
 	}
-	return au, ct, e, nil
+	return &issuance{authority: au, typ: ct, entry: e, key: k.Key}, nil
 }
 
 // keyVersion reads N from the kid "<issuer DID>#key-N".

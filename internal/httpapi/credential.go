@@ -227,6 +227,3 @@ func (s *Server) verifyPresentation(w http.ResponseWriter, r *http.Request) erro
 	})
 	return writeJSON(w, http.StatusOK, res)
 }
-
-// VerifyResult is the answer of POST /v1/presentations/verify.
-type VerifyResult = credential.Result
