@@ -95,14 +95,8 @@ func TestConsortiumSurvivesOneFault(t *testing.T) {
 	defer cancel()
 
 	began := time.Now()
-	c := newConsortium(t, 4)
-	c.startAll(ctx, 60*time.Second)
-	t.Logf("4 nodes up in %v", time.Since(began).Round(time.Millisecond))
-	l := newLoad(t, c, seed)
-	anchor, err := l.registerAnchor(ctx, c.nodes[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, l, anchor := startLoaded(ctx, t, seed)
+	t.Logf("4 nodes up and the anchor registered in %v", time.Since(began).Round(time.Millisecond))
 	base := residents(ctx, t, c.nodes[0])
 	prog, stopWatch := watchProgress(ctx, c)
 	defer stopWatch()
@@ -200,10 +194,7 @@ func TestConsortiumSurvivesOneFault(t *testing.T) {
 	}
 
 	// Every node at one height, with one chain and one state.
-	final := slices.Max(c.heights(ctx)) + 1
-	if err := c.waitAll(ctx, final, 30*time.Second, c.nodes...); err != nil {
-		t.Fatal(err)
-	}
+	final := c.nextBlockOnAll(ctx)
 	verifyBegan := time.Now()
 	txs := l.snapshot()
 	lookups := c.checkAcked(ctx, txs)
@@ -234,13 +225,7 @@ func TestConsortiumHaltsWithoutQuorum(t *testing.T) {
 	defer cancel()
 
 	began := time.Now()
-	c := newConsortium(t, 4)
-	c.startAll(ctx, 60*time.Second)
-	l := newLoad(t, c, seed)
-	anchor, err := l.registerAnchor(ctx, c.nodes[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, l, anchor := startLoaded(ctx, t, seed)
 	base := residents(ctx, t, c.nodes[0])
 	// The load goes on through the halt: its clients time out on the live
 	// nodes and resend until blocks resume.
@@ -389,19 +374,13 @@ func TestConsortiumHaltsWithoutQuorum(t *testing.T) {
 		t.Fatalf("NO CATCH-UP: %v", err)
 	}
 	catchUp := time.Since(t0)
-	final := slices.Max(c.heights(ctx)) + 1
-	if err := c.waitAll(ctx, final, 30*time.Second, c.nodes...); err != nil {
-		t.Fatal(err)
-	}
+	c.nextBlockOnAll(ctx)
 	// No fork, before, during or after; nothing lost, nothing twice.
 	if err := l.stopAndWait(60 * time.Second); err != nil {
 		t.Fatalf("clients: %v", err)
 	}
 	loadTook := time.Since(loadBegan)
-	final = slices.Max(c.heights(ctx)) + 1
-	if err := c.waitAll(ctx, final, 30*time.Second, c.nodes...); err != nil {
-		t.Fatal(err)
-	}
+	final := c.nextBlockOnAll(ctx)
 	lookups := c.checkAcked(ctx, l.snapshot())
 	c.checkOnce(ctx, l, base+1) // +1: the transaction sent during the halt
 	heights := c.compareChains(ctx, final)
@@ -421,13 +400,7 @@ func TestConsortiumAllKilled(t *testing.T) {
 	defer cancel()
 
 	began := time.Now()
-	c := newConsortium(t, 4)
-	c.startAll(ctx, 60*time.Second)
-	l := newLoad(t, c, seed)
-	anchor, err := l.registerAnchor(ctx, c.nodes[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, l, anchor := startLoaded(ctx, t, seed)
 	base := residents(ctx, t, c.nodes[0])
 	loadBegan := time.Now()
 	l.start(ctx)
@@ -515,10 +488,7 @@ func TestConsortiumAllKilled(t *testing.T) {
 		t.Fatalf("clients: %v", err)
 	}
 	loadTook := time.Since(loadBegan)
-	final := slices.Max(c.heights(ctx)) + 1
-	if err := c.waitAll(ctx, final, 30*time.Second, c.nodes...); err != nil {
-		t.Fatal(err)
-	}
+	final := c.nextBlockOnAll(ctx)
 	txs := l.snapshot()
 	lookups := c.checkAcked(ctx, txs)
 	c.checkOnce(ctx, l, base)
@@ -549,13 +519,7 @@ func TestReplayDeterminism(t *testing.T) {
 	defer cancel()
 
 	began := time.Now()
-	c := newConsortium(t, 4)
-	c.startAll(ctx, 60*time.Second)
-	l := newLoad(t, c, seed)
-	anchor, err := l.registerAnchor(ctx, c.nodes[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, l, anchor := startLoaded(ctx, t, seed)
 	l.start(ctx)
 	time.Sleep(8 * time.Second)
 	if err := l.stopAndWait(60 * time.Second); err != nil {
@@ -690,4 +654,29 @@ func (c *consortium) checkMesh(ctx context.Context, limit time.Duration) {
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
+}
+
+// startLoaded starts four validators and registers the anchor resident whose
+// record the state proofs follow; the load is ready but not started.
+func startLoaded(ctx context.Context, t *testing.T, seed uint64) (*consortium, *load, *resident) {
+	t.Helper()
+	c := newConsortium(t, 4)
+	c.startAll(ctx, 60*time.Second)
+	l := newLoad(t, c, seed)
+	anchor, err := l.registerAnchor(ctx, c.nodes[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, l, anchor
+}
+
+// nextBlockOnAll waits until every node has the block after the highest any
+// of them has now, and returns its height.
+func (c *consortium) nextBlockOnAll(ctx context.Context) int64 {
+	c.t.Helper()
+	final := slices.Max(c.heights(ctx)) + 1
+	if err := c.waitAll(ctx, final, 30*time.Second, c.nodes...); err != nil {
+		c.t.Fatal(err)
+	}
+	return final
 }
