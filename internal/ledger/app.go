@@ -258,6 +258,28 @@ func (a *App) InitChain(_ context.Context, req *abci.RequestInitChain) (*abci.Re
 		putJSON(st, []byte(pCredType+gt.Type.ID), &CredentialType{RegisterCredentialType: gt.Type, Issuer: au.ID, Version: 1, Registered: at})
 		st.set([]byte(pVCT+gt.Type.VCT), []byte(gt.Type.ID))
 	}
+	for i, k := range g.KEMKeys {
+		au := getAuthority(st, k.Authority)
+		if au == nil || len(k.Key) != 32 {
+			return nil, fmt.Errorf("genesis KEM key %d: no authority %q or not 32 bytes", i, k.Authority)
+		}
+		au.KEMKey = k.Key
+		putAuthority(st, au)
+	}
+	for i := range g.Services {
+		gs := &g.Services[i]
+		au := getAuthority(st, gs.Authority)
+		if au == nil || !au.HasRole(RoleServiceProvider) {
+			return nil, fmt.Errorf("genesis service %d: %q is not a service provider", i, gs.Authority)
+		}
+		if getRecord[Service](st, pService+gs.Service.ID) != nil {
+			return nil, fmt.Errorf("genesis service %s is listed twice", gs.Service.ID)
+		}
+		if err := checkService(st, &gs.Service); err != nil {
+			return nil, fmt.Errorf("genesis service %s: %w", gs.Service.ID, err)
+		}
+		putJSON(st, []byte(pService+gs.Service.ID), &Service{RegisterService: gs.Service, Authority: au.ID, Version: 1, Registered: at})
+	}
 	putMeta(st, m)
 	// Until block one commits, the mempool must already see the founding
 	// authorities, or it would refuse every transaction of a new chain.

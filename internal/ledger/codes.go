@@ -27,7 +27,8 @@ const (
 	CodeStatusIndexTaken
 	CodeStatusFinal
 	CodeSequenceAhead
-	lastCode = CodeSequenceAhead
+	CodeNoConsent
+	lastCode = CodeNoConsent
 )
 
 // Codespace is reported with every non-zero code.
@@ -56,6 +57,7 @@ var codes = map[Code]codeInfo{
 	CodeInternal:           {"internal", "the node could not process the transaction", "节点无法处理该交易"},
 	CodeStatusIndexTaken:   {"status_index_taken", "that status-list entry is already allocated; pick another index", "该状态列表位置已被占用，请另选"},
 	CodeSequenceAhead:      {"sequence_ahead", "an earlier transaction of this signer and lane has not reached this node yet; retry shortly or ask another node", "该签名者同一通道的前一笔交易尚未到达本节点，请稍后重试或换一个节点"},
+	CodeNoConsent:          {"no_active_consent", "there is no active consent to withdraw", "没有可撤回的有效同意"},
 	CodeStatusFinal:        {"status_not_allowed", "the credential's status cannot change that way (revocation is final)", "凭证状态不能如此变更（撤销不可恢复）"},
 }
 

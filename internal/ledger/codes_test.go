@@ -36,6 +36,7 @@ func TestCodesAreStable(t *testing.T) {
 		{ledger.CodeStatusIndexTaken, 18, "status_index_taken"},
 		{ledger.CodeStatusFinal, 19, "status_not_allowed"},
 		{ledger.CodeSequenceAhead, 20, "sequence_ahead"},
+		{ledger.CodeNoConsent, 21, "no_active_consent"},
 	}
 	all := ledger.Codes()
 	if len(all) != len(want) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/imi-city/imi/internal/did"
 	"github.com/imi-city/imi/internal/key"
+	"github.com/imi-city/imi/internal/pseudonym"
 	"github.com/imi-city/imi/internal/tx"
 )
 
@@ -109,6 +110,9 @@ func signingKey(st kv, t *tx.Tx, body tx.Body) (key.Public, bool) {
 	if r := getResident(st, t.Signer); r != nil {
 		return r.Key, true
 	}
+	if p, err := pseudonym.Parse(t.Signer); err == nil {
+		return p.Key(), true
+	}
 	return key.Public{}, false
 }
 
@@ -116,7 +120,14 @@ func applyDecoded(st kv, t *tx.Tx, body tx.Body, c execCtx) (*effect, *Rejection
 	if t.ChainID != c.chainID {
 		return nil, reject(CodeWrongChain, fmt.Sprintf("made for %q, this is %q", clip(t.ChainID), c.chainID))
 	}
-	signer, err := did.Parse(t.Signer)
+	var signer did.DID
+	var psn pseudonym.ID
+	var err error
+	if pseudonym.Is(t.Signer) {
+		psn, err = pseudonym.Parse(t.Signer)
+	} else {
+		signer, err = did.Parse(t.Signer)
+	}
 	if err != nil {
 		return nil, reject(CodeMalformed, err.Error())
 	}
@@ -130,7 +141,7 @@ func applyDecoded(st kv, t *tx.Tx, body tx.Body, c execCtx) (*effect, *Rejection
 		// behind, or they are still on their way), so a retry may succeed.
 		return nil, reject(CodeSequenceAhead, fmt.Sprintf("got %d, the next this node knows is %d", t.Seq, want))
 	}
-	x := &txExec{st: o, t: t, signer: signer, c: c, eff: &effect{}}
+	x := &txExec{st: o, t: t, signer: signer, psn: psn, c: c, eff: &effect{}}
 	var rej *Rejection
 	switch b := body.(type) {
 	case *tx.RegisterResident:
@@ -159,6 +170,20 @@ func applyDecoded(st kv, t *tx.Tx, body tx.Body, c execCtx) (*effect, *Rejection
 		rej = x.setStatus(b.StatusRef, StatusSuspended)
 	case *tx.Unsuspend:
 		rej = x.setStatus(b.StatusRef, StatusValid)
+	case *tx.SetKEMKey:
+		rej = x.setKEMKey(b)
+	case *tx.RegisterService:
+		rej = x.registerService(b)
+	case *tx.GrantConsent:
+		rej = x.grantConsent(b)
+	case *tx.RevokeConsent:
+		rej = x.revokeConsent(b)
+	case *tx.RecordAccess:
+		rej = x.recordAccess(b)
+	case *tx.RecordDelegation:
+		rej = x.recordDelegation(b)
+	case *tx.EndDelegation:
+		rej = x.endDelegation(b)
 	default:
 		rej = reject(CodeMalformed, "unsupported transaction type")
 	}
@@ -174,6 +199,7 @@ type txExec struct {
 	st     *overlay
 	t      *tx.Tx
 	signer did.DID
+	psn    pseudonym.ID
 	c      execCtx
 	eff    *effect
 }

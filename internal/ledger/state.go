@@ -75,6 +75,8 @@ type Authority struct {
 	KeyVersion uint64    `json:"key_version"`
 	KeySince   Stamp     `json:"key_since"`
 	PastKeys   []PastKey `json:"past_keys"`
+	// KEMKey is the X25519 key residents seal consent subjects to.
+	KEMKey tx.Bytes `json:"kem_key"`
 }
 
 // HasRole reports whether a holds role r.
@@ -163,6 +165,21 @@ type Genesis struct {
 	Authorities []tx.AuthoritySpec `json:"authorities"`
 	// CredentialTypes are published at genesis by the named issuer.
 	CredentialTypes []GenesisCredentialType `json:"credential_types"`
+	// KEMKeys and Services are published at genesis by the named authority.
+	KEMKeys  []GenesisKEMKey  `json:"kem_keys"`
+	Services []GenesisService `json:"services"`
+}
+
+// GenesisKEMKey is an authority's KEM key at genesis.
+type GenesisKEMKey struct {
+	Authority string   `json:"authority"`
+	Key       tx.Bytes `json:"key"`
+}
+
+// GenesisService is a service its authority publishes at genesis.
+type GenesisService struct {
+	Authority string             `json:"authority"`
+	Service   tx.RegisterService `json:"service"`
 }
 
 // GenesisCredentialType is a credential type its issuer publishes at genesis.

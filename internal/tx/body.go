@@ -37,6 +37,20 @@ func newBody(t Type) (Body, error) {
 		return &Suspend{}, nil
 	case TypeUnsuspend:
 		return &Unsuspend{}, nil
+	case TypeSetKEMKey:
+		return &SetKEMKey{}, nil
+	case TypeRegisterService:
+		return &RegisterService{}, nil
+	case TypeGrantConsent:
+		return &GrantConsent{}, nil
+	case TypeRevokeConsent:
+		return &RevokeConsent{}, nil
+	case TypeRecordAccess:
+		return &RecordAccess{}, nil
+	case TypeRecordDelegation:
+		return &RecordDelegation{}, nil
+	case TypeEndDelegation:
+		return &EndDelegation{}, nil
 	}
 	return nil, fmt.Errorf("unknown transaction type %q", t)
 }

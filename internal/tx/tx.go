@@ -28,8 +28,9 @@ import (
 const (
 	// Version is the only transaction version this code accepts.
 	Version = 1
-	// MaxBytes bounds one encoded transaction. Real ones are under 2 KiB.
-	MaxBytes = 16 << 10
+	// MaxBytes bounds one encoded transaction. Most are under 2 KiB; a batch
+	// of access records is the largest.
+	MaxBytes = 64 << 10
 	// MaxLanes bounds the independent sequence lanes of one signer. Lanes let
 	// several counters of one registrar submit in parallel, each in order.
 	MaxLanes  = 256
