@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/imi-city/imi/internal/key"
 	"github.com/imi-city/imi/internal/ledger"
 	"github.com/imi-city/imi/internal/node"
+	"github.com/imi-city/imi/internal/service"
 	"github.com/imi-city/imi/internal/tx"
 )
 
@@ -59,6 +61,9 @@ type GenesisConfig struct {
 	Authorities []AuthorityConfig `toml:"authority"`
 	// CredentialTypes are published at the first block by their issuers.
 	CredentialTypes []CredentialTypeConfig `toml:"credential_type"`
+	// Services are ids from the demo service catalogue (package service),
+	// published at the first block by the authority each belongs to.
+	Services []string `toml:"services"`
 }
 
 // CredentialTypeConfig is a credential type an issuer publishes at genesis.
@@ -96,6 +101,9 @@ type AuthorityConfig struct {
 	ValidatorKey string `toml:"validator_key"`
 	Power        int64  `toml:"power"`
 	Endpoint     string `toml:"endpoint"`
+	// KEMKey is the base64 X25519 key residents seal their consents to,
+	// derived from the authority's key; empty if it takes no consents yet.
+	KEMKey string `toml:"kem_key"`
 }
 
 // LoadConfig reads home/imi.toml strictly: an unknown or misspelt setting is
@@ -144,6 +152,13 @@ func (c *Config) genesis() (node.Genesis, error) {
 			vals = append(vals, node.GenesisValidator{Name: a.ID, PubKey: vk, Power: a.Power})
 		}
 		g.Authorities = append(g.Authorities, spec)
+		if a.KEMKey != "" {
+			kk, err := base64.StdEncoding.DecodeString(a.KEMKey)
+			if err != nil || len(kk) != 32 {
+				return node.Genesis{}, fmt.Errorf("authority %s: kem_key must be a base64 X25519 public key", a.ID)
+			}
+			g.KEMKeys = append(g.KEMKeys, ledger.GenesisKEMKey{Authority: a.ID, Key: kk})
+		}
 	}
 	if len(vals) == 0 {
 		return node.Genesis{}, errors.New("no authority has a validator_key: the network needs at least one validator")
@@ -156,6 +171,14 @@ func (c *Config) genesis() (node.Genesis, error) {
 			gt.Type.Claims = append(gt.Type.Claims, tx.ClaimSpec{Name: cl.Name, NameZH: cl.NameZH, NameEN: cl.NameEN, Sensitive: cl.Sensitive})
 		}
 		g.CredentialTypes = append(g.CredentialTypes, gt)
+	}
+	catalogue := service.Demo(demoAuthorities[0].id, demoAuthorities[1].id, demoAuthorities[2].id, demoAuthorities[3].id)
+	for _, id := range c.Genesis.Services {
+		i := slices.IndexFunc(catalogue, func(s ledger.GenesisService) bool { return s.Service.ID == id })
+		if i < 0 {
+			return node.Genesis{}, fmt.Errorf("services: %q is not in the demo catalogue", id)
+		}
+		g.Services = append(g.Services, catalogue[i])
 	}
 	state, err := tx.Marshal(g)
 	if err != nil {

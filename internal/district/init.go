@@ -10,9 +10,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/imi-city/imi/internal/consent"
 	"github.com/imi-city/imi/internal/credential"
 	"github.com/imi-city/imi/internal/key"
 	"github.com/imi-city/imi/internal/node"
+	"github.com/imi-city/imi/internal/service"
 )
 
 // Demo district: Chancheng District of Foshan, with its four founding
@@ -97,6 +99,9 @@ func InitDemo(home string, o InitOptions) error {
 		// In the demo one node serves every authority, so its address is
 		// each one's public endpoint (where status lists are fetched).
 		ac := a.config(k.Public(), "http://"+o.HTTP)
+		if ac.KEMKey, err = kemPublic(k); err != nil {
+			return err
+		}
 		// The registrar's node is the one validator.
 		if i == 0 {
 			ac.ValidatorKey, ac.Power = base64.StdEncoding.EncodeToString(valKey), 10
@@ -104,6 +109,7 @@ func InitDemo(home string, o InitOptions) error {
 		c.Genesis.Authorities = append(c.Genesis.Authorities, ac)
 	}
 	c.Genesis.CredentialTypes = demoCredentialTypes(c.Genesis.Authorities)
+	c.Genesis.Services = demoServices(c.Genesis.Authorities)
 	hk, err := key.GenerateHMAC()
 	if err != nil {
 		return err
@@ -149,6 +155,26 @@ func demoCredentialTypes(founders []AuthorityConfig) []CredentialTypeConfig {
 	return out
 }
 
+// demoServices are the demo services whose authority is a founder.
+func demoServices(founders []AuthorityConfig) []string {
+	var out []string
+	for _, s := range service.Demo(demoAuthorities[0].id, demoAuthorities[1].id, demoAuthorities[2].id, demoAuthorities[3].id) {
+		if slices.ContainsFunc(founders, func(a AuthorityConfig) bool { return a.ID == s.Authority }) {
+			out = append(out, s.Service.ID)
+		}
+	}
+	return out
+}
+
+// kemPublic is the KEM key an authority with key k publishes.
+func kemPublic(k key.Private) (string, error) {
+	kem, err := consent.KEMKey(k.Seed())
+	if err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(kem.PublicKey().Bytes()), nil
+}
+
 // encode writes c as a documented imi.toml, the file an operator edits.
 // LoadConfig reads it back into an equal Config.
 func (c *Config) encode() []byte {
@@ -157,6 +183,7 @@ func (c *Config) encode() []byte {
 	g := &c.Genesis
 	fmt.Fprintf(&b, "\n[genesis]\ntime = %s\ndistrict_zh = %s\ndistrict_en = %s\n",
 		g.Time.UTC().Format(time.RFC3339Nano), q(g.DistrictZH), q(g.DistrictEN))
+	fmt.Fprintf(&b, "%sservices = [%s]\n", servicesHeader, quoteList(g.Services))
 	for _, a := range g.Authorities {
 		fmt.Fprintf(&b, "\n[[genesis.authority]]\nid = %s\nname_zh = %s\nname_en = %s\nroles = [%s]\npublic_key = %s\n",
 			q(a.ID), q(a.NameZH), q(a.NameEN), quoteList(a.Roles), q(a.PublicKey))
@@ -166,6 +193,9 @@ func (c *Config) encode() []byte {
 			b.WriteString("# validator_key = \"\"   # this authority runs no validator yet\npower = 0\n")
 		}
 		fmt.Fprintf(&b, "endpoint = %s\n", q(a.Endpoint))
+		if a.KEMKey != "" {
+			fmt.Fprintf(&b, "kem_key = %s\n", q(a.KEMKey))
+		}
 	}
 	b.WriteString(credentialTypesHeader)
 	for _, t := range g.CredentialTypes {
@@ -178,6 +208,12 @@ func (c *Config) encode() []byte {
 	}
 	return []byte(b.String())
 }
+
+const servicesHeader = `
+# Services from the demo catalogue, published at the first block by their
+# authority (which must hold the role service_provider). Later services and
+# changes: a transaction register_service.
+`
 
 const credentialTypesHeader = `
 # Credential types, published at the first block by their issuer, which must

@@ -24,6 +24,7 @@ import (
 	"github.com/imi-city/imi/internal/key"
 	"github.com/imi-city/imi/internal/ledger"
 	"github.com/imi-city/imi/internal/node"
+	"github.com/imi-city/imi/internal/service"
 )
 
 // RunOptions are the per-start settings that are not in imi.toml.
@@ -107,7 +108,17 @@ func Run(ctx context.Context, home string, opts RunOptions) error {
 	if err != nil {
 		return fmt.Errorf("couldn't listen for the API on %s: %w", addr, err)
 	}
-	api := httpapi.New(app, NewChain(n), httpapi.Config{IssuerKeys: issuerKeys(home, log)}, log.With("module", "http"))
+	keys := issuerKeys(home, log)
+	store, err := service.OpenStore(filepath.Join(home, "data", "offchain"))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	desk, err := service.NewDesk(service.DeskConfig{App: app, Chain: NewChain(n), Store: store, Keys: keys, Log: log.With("module", "desk")})
+	if err != nil {
+		return err
+	}
+	api := httpapi.New(app, NewChain(n), httpapi.Config{IssuerKeys: keys, Desk: desk}, log.With("module", "http"))
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -75,6 +75,8 @@ type TestnetNode struct {
 	// Validator reports whether the node is in the genesis validator set;
 	// the others are standby.
 	Validator bool `json:"validator"`
+	// KEMKey is the authority's published X25519 key (base64).
+	KEMKey string `json:"kem_key"`
 }
 
 // Authority is n's authority as the genesis names a founding one: what an
@@ -90,6 +92,7 @@ func (n TestnetNode) Authority() AuthorityConfig {
 	}
 	ac := a.config(n.AuthorityKey, "http://"+n.HTTP)
 	ac.ValidatorKey, ac.Power = base64.StdEncoding.EncodeToString(n.ValidatorKey), TestnetPower
+	ac.KEMKey = n.KEMKey
 	return ac
 }
 
@@ -176,6 +179,9 @@ func WriteTestnet(dir string, o TestnetOptions) ([]TestnetNode, error) {
 			return nil, err
 		}
 		n.AuthorityKey = k.Public()
+		if n.KEMKey, err = kemPublic(k); err != nil {
+			return nil, err
+		}
 	}
 
 	// One imi.toml per node, differing only in the settings above [genesis].
@@ -184,6 +190,7 @@ func WriteTestnet(dir string, o TestnetOptions) ([]TestnetNode, error) {
 		c.Genesis.Authorities = append(c.Genesis.Authorities, n.Authority())
 	}
 	c.Genesis.CredentialTypes = demoCredentialTypes(c.Genesis.Authorities)
+	c.Genesis.Services = demoServices(c.Genesis.Authorities)
 	// The registrars share one uniqueness key, so that each finds a person
 	// another one registered.
 	hk, err := key.GenerateHMAC()

@@ -46,8 +46,11 @@ func (s *Server) wrap(h handler) http.Handler {
 			s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 			p = problem(http.StatusInternalServerError, "internal", "the node could not answer", "节点暂时无法处理请求", "try again; if it persists, tell the node's operator")
 		}
-		p.Instance = r.URL.Path
-		writeProblem(w, p)
+		// A copy: shared problem values must not carry one request's path
+		// into another's answer.
+		q := *p
+		q.Instance = r.URL.Path
+		writeProblem(w, &q)
 	})
 }
 

@@ -22,10 +22,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/imi-city/imi/internal/authn"
 	"github.com/imi-city/imi/internal/credential"
 	"github.com/imi-city/imi/internal/did"
 	"github.com/imi-city/imi/internal/key"
 	"github.com/imi-city/imi/internal/ledger"
+	"github.com/imi-city/imi/internal/service"
 	"github.com/imi-city/imi/internal/tx"
 )
 
@@ -83,6 +85,9 @@ type Config struct {
 	// this node signs, by authority id: its own authority's, or in the demo
 	// district every founding authority's.
 	IssuerKeys map[string]key.Private
+	// Desk is the service desk of the authorities this node acts for: nil
+	// for a node that takes no applications and answers no back-office reads.
+	Desk *service.Desk
 }
 
 // Server serves the API.
@@ -93,6 +98,9 @@ type Server struct {
 	log   *slog.Logger
 	mux   *http.ServeMux
 	cred  credentialState
+
+	verifier *authn.Verifier
+	sessions *authn.Sessions
 }
 
 // New builds the API over app and chain.
@@ -111,6 +119,8 @@ func New(app *ledger.App, chain Chain, cfg Config, log *slog.Logger) *Server {
 	}
 	s := &Server{app: app, chain: chain, cfg: cfg, log: log, mux: http.NewServeMux()}
 	s.cred = credentialState{keys: cfg.IssuerKeys, ledger: credential.NewCached(app), nonces: credential.NewNonces(maxNonces, cfg.Now), tokens: map[string]cachedToken{}}
+	s.verifier = &authn.Verifier{Keys: s.authorityKey, Now: cfg.Now}
+	s.sessions = &authn.Sessions{Resolve: s.subjectKey, Now: cfg.Now}
 	s.routes()
 	return s
 }
@@ -147,6 +157,23 @@ var routeTable = []route{
 	{"GET /v1/status-lists/{issuer}/{list}", h(func(s *Server) handler { return s.statusToken })},
 	{"GET /v1/status-lists/{issuer}/{list}/{index}", h(func(s *Server) handler { return s.statusEntry })},
 	{"POST /v1/presentations/verify", h(func(s *Server) handler { return s.verifyPresentation })},
+	{"GET /v1/services", h(func(s *Server) handler { return s.services })},
+	{"GET /v1/services/{id}", h(func(s *Server) handler { return s.serviceOne })},
+	{"POST /v1/sessions/challenge", h(func(s *Server) handler { return s.challenge })},
+	{"POST /v1/sessions", h(func(s *Server) handler { return s.signIn })},
+	{"DELETE /v1/sessions", h(func(s *Server) handler { return s.signOut })},
+	{"GET /v1/me/consents", h(func(s *Server) handler { return s.myConsents })},
+	{"GET /v1/me/access-log", h(func(s *Server) handler { return s.myLog })},
+	{"GET /v1/me/access-log/{subject}/{record}", h(func(s *Server) handler { return s.myLogProof })},
+	{"GET /v1/me/delegations", h(func(s *Server) handler { return s.myDelegations })},
+	{"GET /v1/applications/{app}", h(func(s *Server) handler { return s.application })},
+	{"POST /v1/applications/{app}/submit", h(func(s *Server) handler { return s.submitApplication })},
+	{"POST /v1/applications/{app}/decline", h(func(s *Server) handler { return s.declineApplication })},
+	{"POST /v1/authorities/{id}/applications", h(func(s *Server) handler { return s.openApplication })},
+	{"GET /v1/authorities/{id}/applications", h(func(s *Server) handler { return s.receivedApplications })},
+	{"GET /v1/authorities/{id}/access", h(func(s *Server) handler { return s.authorityAccess })},
+	{"POST /v1/authorities/{id}/back-office/read", h(func(s *Server) handler { return s.backOfficeRead })},
+	{"PUT /v1/authorities/{id}/records/{did}/{type}", h(func(s *Server) handler { return s.putRecord })},
 }
 
 func (s *Server) routes() {

@@ -360,8 +360,14 @@ func TestOpenAPIListsEveryRoute(t *testing.T) {
 			t.Errorf("openapi.json lacks %s", r)
 		}
 	}
-	if len(doc.Paths) != len(routes) {
-		t.Errorf("openapi.json has %d paths, the server %d", len(doc.Paths), len(routes))
+	// OpenAPI groups methods under one path.
+	paths := map[string]bool{}
+	for _, r := range routes {
+		_, p, _ := strings.Cut(r, " ")
+		paths[p] = true
+	}
+	if len(doc.Paths) != len(paths) {
+		t.Errorf("openapi.json has %d paths, the server %d", len(doc.Paths), len(paths))
 	}
 }
 

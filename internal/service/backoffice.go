@@ -1,0 +1,157 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/imi-city/imi/internal/credential"
+	"github.com/imi-city/imi/internal/jws"
+	"github.com/imi-city/imi/internal/ledger"
+	"github.com/imi-city/imi/internal/pseudonym"
+	"github.com/imi-city/imi/internal/tx"
+)
+
+// ReadRequest is a back-office read: the reader names the resident by its own
+// pseudonym for them, the service and the claims. Who the reader is comes
+// from the request's signature, never from the body.
+type ReadRequest struct {
+	ID      tx.Bytes      `json:"id"`
+	Subject string        `json:"subject"`
+	Service string        `json:"service"`
+	Claims  []tx.ClaimRef `json:"claims"`
+}
+
+// PackageType is the JWS typ of a released package.
+const PackageType = "imi-release+jwt"
+
+func registryKey(authority, d, typ string) string { return "reg/" + authority + "/" + d + "/" + typ }
+
+// PutRecord stores what authority holds of type typ about resident d, the
+// data of record it releases under consent. Only the type's issuer keeps it.
+func (d *Desk) PutRecord(authority, resident, typ string, claims map[string]any) error {
+	if !d.Holds(authority) {
+		return ErrNotHere
+	}
+	ct, _, err := d.app.CredentialType(typ, 0)
+	if err != nil || ct.Issuer != authority {
+		return fmt.Errorf("%s does not issue %q", authority, typ)
+	}
+	if _, _, err := d.app.ResidentRecord(resident, 0); err != nil {
+		return fmt.Errorf("%s is not a registered resident", resident)
+	}
+	for name := range claims {
+		if _, ok := ct.Claim(name); !ok {
+			return fmt.Errorf("the type %s has no claim %q", typ, name)
+		}
+	}
+	b, err := json.Marshal(claims)
+	if err != nil {
+		return err
+	}
+	return d.store.Put(registryKey(authority, resident, typ), b)
+}
+
+func (d *Desk) record(authority, resident, typ string) (map[string]any, error) {
+	b, err := d.store.Get(registryKey(authority, resident, typ))
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	return m, json.Unmarshal(b, &m)
+}
+
+// Read answers a back-office read of reader at this node's source
+// authority. It judges the request against the ledger's latest block,
+// records the access (allowed or denied) and waits for that record to commit
+// before releasing anything; the package is signed by the source.
+func (d *Desk) Read(ctx context.Context, reader, source string, req *ReadRequest) (string, error) {
+	if !d.Holds(source) {
+		return "", ErrNotHere
+	}
+	if len(req.ID) < 16 || len(req.ID) > 32 {
+		return "", errors.New("a request id is 16 to 32 random bytes")
+	}
+	if _, err := pseudonym.Parse(req.Subject); err != nil {
+		return "", err
+	}
+	if len(req.Claims) == 0 || len(req.Claims) > 64 || !slices.IsSortedFunc(req.Claims, tx.ClaimRef.Compare) {
+		return "", errors.New("ask for 1 to 64 claims, sorted by type and claim")
+	}
+	if _, _, err := d.app.Service(req.Service, 0); err != nil {
+		return "", fmt.Errorf("no service %q", req.Service)
+	}
+	rec := tx.AccessRecord{ID: req.ID, Subject: req.Subject, Reader: reader, Source: source, Service: req.Service,
+		Claims: req.Claims, Channel: tx.ChannelBackOffice, Outcome: tx.OutcomeAllowed}
+	dec, err := d.app.CheckAccess(&rec)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrLedgerBusy, err)
+	}
+	why := dec.Reason
+	var values map[string]any
+	if why == "" {
+		boxes, _, err := d.app.ConsentBoxes(req.Subject, req.Service, dec.Height)
+		if err != nil {
+			why = ledger.DenySubjectUnknown
+		} else if s, w := d.openSubject(source, req.Subject, req.Service, boxes, dec.Consent.ByGuardian != ""); w != "" {
+			why = w
+		} else if values, err = d.gather(source, s.DID, req.Claims); err != nil {
+			return "", err
+		}
+	}
+	if why != "" {
+		rec.Outcome, rec.Reason = tx.OutcomeDenied, why
+	}
+	stored, err := d.recordOne(ctx, source, rec)
+	if err != nil {
+		return "", err
+	}
+	if stored.Outcome != tx.OutcomeAllowed {
+		return "", &Denied{Reason: stored.Reason, Record: stored}
+	}
+	return d.sign(source, reader, stored, values)
+}
+
+// gather reads the requested claims from the source's register.
+func (d *Desk) gather(source, resident string, claims []tx.ClaimRef) (map[string]any, error) {
+	out := map[string]any{}
+	for _, c := range claims {
+		m, err := d.record(source, resident, c.Type)
+		if errors.Is(err, ErrNoRecord) {
+			return nil, ErrNotAvailable
+		} else if err != nil {
+			return nil, err
+		}
+		v, ok := m[c.Claim]
+		if !ok {
+			return nil, ErrNotAvailable
+		}
+		out[c.String()] = v
+	}
+	return out, nil
+}
+
+// sign makes the released package: a JWS by the source over the values,
+// the access record's id and the height at which it committed.
+func (d *Desk) sign(source, reader string, a *ledger.Access, values map[string]any) (string, error) {
+	au, _, err := d.app.Authorities(0)
+	if err != nil {
+		return "", err
+	}
+	i := slices.IndexFunc(au, func(x ledger.Authority) bool { return x.ID == source })
+	j := slices.IndexFunc(au, func(x ledger.Authority) bool { return x.ID == reader })
+	if i < 0 || j < 0 {
+		return "", errors.New("authority not found")
+	}
+	payload, err := json.Marshal(map[string]any{
+		"iss": au[i].DID, "aud": au[j].DID, "iat": d.now().Unix(),
+		"request": a.ID, "subject": a.Subject, "service": a.Service, "consent": a.Consent,
+		"height": a.At.Height, "claims": values,
+	})
+	if err != nil {
+		return "", err
+	}
+	return jws.Sign(credential.Signer(d.keys[source]), jws.Header{Typ: PackageType, Kid: credential.KeyID(&au[i], au[i].KeyVersion)}, payload)
+}
