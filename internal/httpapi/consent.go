@@ -18,6 +18,7 @@ import (
 	"github.com/imi-city/imi/internal/ledger"
 	"github.com/imi-city/imi/internal/pseudonym"
 	"github.com/imi-city/imi/internal/service"
+	"github.com/imi-city/imi/internal/tx"
 )
 
 // Bodies of the consent layer are small; a submission carries a few
@@ -489,4 +490,46 @@ func (s *Server) deskProblem(err error) error {
 		return p
 	}
 	return problem(http.StatusBadRequest, "bad_request", "the request was refused", "请求被拒绝", err.Error())
+}
+
+// CheckRequest is POST /v1/authorities/{id}/consent-check: may the signing
+// authority read these claims of this pseudonym for this service now?
+type CheckRequest struct {
+	Subject string        `json:"subject"`
+	Service string        `json:"service"`
+	Claims  []tx.ClaimRef `json:"claims"`
+	Channel string        `json:"channel"`
+	Source  string        `json:"source"`
+}
+
+// consentCheck answers from the latest block without recording anything: it
+// tells an authority whether a read would be allowed, which it may ask only
+// about its own consents. The read itself is judged and recorded again.
+func (s *Server) consentCheck(w http.ResponseWriter, r *http.Request) error {
+	id, b, err := s.signedBy(w, r, maxConsentBody)
+	if err != nil {
+		return err
+	}
+	var req CheckRequest
+	if err := decodeStrict(b, &req); err != nil {
+		return err
+	}
+	if _, err := pseudonym.Parse(req.Subject); err != nil || len(req.Claims) == 0 {
+		return problem(http.StatusBadRequest, "bad_body", "name a pseudonym, a service and at least one claim", "请提供化名、服务和至少一项信息", "")
+	}
+	rec := tx.AccessRecord{Subject: req.Subject, Reader: id, Source: req.Source, Service: req.Service,
+		Claims: req.Claims, Channel: req.Channel, Outcome: tx.OutcomeAllowed}
+	d, err := s.app.CheckAccess(&rec)
+	if err != nil {
+		return problem(http.StatusServiceUnavailable, "ledger_busy", "the node cannot judge consents yet", "节点暂时无法判断同意状态", err.Error())
+	}
+	out := map[string]any{"allowed": d.Allowed, "height": d.Height, "time": d.Time}
+	if !d.Allowed {
+		en, zh := ledger.DenyReasonText(d.Reason)
+		out["reason"], out["message"], out["message_zh"] = d.Reason, en, zh
+	}
+	if d.Consent != nil && d.Consent.Authority == id {
+		out["consent"] = d.Consent.ID
+	}
+	return writeJSON(w, http.StatusOK, out)
 }

@@ -174,6 +174,7 @@ var routeTable = []route{
 	{"GET /v1/authorities/{id}/access", h(func(s *Server) handler { return s.authorityAccess })},
 	{"POST /v1/authorities/{id}/back-office/read", h(func(s *Server) handler { return s.backOfficeRead })},
 	{"PUT /v1/authorities/{id}/records/{did}/{type}", h(func(s *Server) handler { return s.putRecord })},
+	{"POST /v1/authorities/{id}/consent-check", h(func(s *Server) handler { return s.consentCheck })},
 }
 
 func (s *Server) routes() {

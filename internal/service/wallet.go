@@ -105,6 +105,56 @@ type Choice struct {
 	Typed map[string]string
 	// Seq is the next sequence number of the pseudonym on lane 0.
 	Seq uint64
+	// Guardian, when set, is the wallet of a guardian acting for the
+	// wallet's owner: the grant carries the guardian's co-signature under the
+	// guardian's own pseudonym, and the sealed subject names the guardian.
+	Guardian *Guardian
+}
+
+// Guardian is a guardian's wallet and pseudonym secret.
+type Guardian struct {
+	Contents *wallet.Contents
+	Secret   []byte
+}
+
+// act co-signs body, made by the ward's pseudonym signer, as the guardian's
+// pseudonym towards authority.
+func (g *Guardian) act(chainID, signer, authority string, body tx.Body) (*tx.GuardianAct, error) {
+	k, err := pseudonym.Derive(g.Secret, authority)
+	if err != nil {
+		return nil, err
+	}
+	act := &tx.GuardianAct{Pseudonym: pseudonym.FromKey(k.Public()).String()}
+	switch b := body.(type) {
+	case *tx.GrantConsent:
+		b.Guardian = act
+	case *tx.RevokeConsent:
+		b.Guardian = act
+	}
+	act.Sig = k.Sign(tx.GuardianSignBytes(chainID, signer, body))
+	return act, nil
+}
+
+// Revoke builds the signed revocation of the wallet's consent to svc (of
+// authority), co-signed by guardian if one acts.
+func Revoke(secret []byte, authority, svc, chainID string, seq uint64, guardian *Guardian) ([]byte, error) {
+	k, err := pseudonym.Derive(secret, authority)
+	if err != nil {
+		return nil, err
+	}
+	psn := pseudonym.FromKey(k.Public()).String()
+	body := &tx.RevokeConsent{Service: svc}
+	if guardian != nil {
+		if _, err := guardian.act(chainID, psn, authority, body); err != nil {
+			return nil, err
+		}
+	}
+	t, err := tx.New(chainID, psn, 0, seq, body)
+	if err != nil {
+		return nil, err
+	}
+	t.Sign(k)
+	return t.Encode(), nil
 }
 
 // Approve turns an approved form into a submission: a grant signed under the
@@ -137,17 +187,29 @@ func Approve(c *wallet.Contents, secret []byte, a *Application, svc *ledger.Serv
 	parties := append([]string{svc.Authority}, kept.Sources()...)
 	slices.Sort(parties)
 	parties = slices.Compact(parties)
+	gDID, gKey := "", key.Private{}
+	if ch.Guardian != nil {
+		if gKey, err = key.FromSeed(ch.Guardian.Contents.Key); err != nil {
+			return nil, err
+		}
+		gDID = ch.Guardian.Contents.DID
+	}
 	for _, p := range parties {
 		ctx := consent.Context{ChainID: chainID, Pseudonym: psn, Service: svc.ID, Authority: p}
 		pub, ok := kem[p]
 		if !ok || len(pub) == 0 {
 			return nil, fmt.Errorf("the authority %s has published no key to seal consents to", p)
 		}
-		box, err := consent.Seal(pub, ctx, consent.NewSubject(ctx, c.DID, didKey, "", key.Private{}))
+		box, err := consent.Seal(pub, ctx, consent.NewSubject(ctx, c.DID, didKey, gDID, gKey))
 		if err != nil {
 			return nil, err
 		}
 		g.Subjects = append(g.Subjects, tx.SealedSubject{Authority: p, Box: box})
+	}
+	if ch.Guardian != nil {
+		if _, err := ch.Guardian.act(chainID, psn, svc.Authority, g); err != nil {
+			return nil, err
+		}
 	}
 	t, err := tx.New(chainID, psn, 0, ch.Seq, g)
 	if err != nil {
