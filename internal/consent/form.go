@@ -106,9 +106,9 @@ func find(held []Held, c tx.ClaimRef) (Held, any, bool) {
 }
 
 // Grant builds the unsigned grant body for an approved form. Claims are the
-// claims of every field with a verified value plus those of the optional
-// fields the resident self-declared, sorted with ClaimRef.Compare and
-// deduplicated; Sensitive is the sensitive subset, the resident's separate
+// claims of every field with a verified value, sorted with ClaimRef.Compare
+// and deduplicated (typed-in values travel with the application, outside the
+// grant); Sensitive is the sensitive subset, the resident's separate
 // consent to them. Subjects is left empty for the caller to fill with one
 // box per authority in Sources (and the service's authority); Guardian is
 // nil.
@@ -119,7 +119,9 @@ func find(held []Held, c tx.ClaimRef) (Held, any, bool) {
 func (f *Form) Grant(mode string, days uint32) *tx.GrantConsent {
 	claims, sens := []tx.ClaimRef{}, []tx.ClaimRef{}
 	for _, fl := range f.Fields {
-		if !fl.Verified && (fl.Required || fl.SelfDeclared == nil) {
+		// Only verified values are consented to and presented; what the
+		// resident typed in travels with the application, outside the grant.
+		if !fl.Verified {
 			continue
 		}
 		claims = append(claims, fl.Claim)

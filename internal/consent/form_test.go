@@ -224,7 +224,7 @@ func TestGrant(t *testing.T) {
 			sources: []string{"hrss", "psb"},
 		},
 		{
-			name: "self-declared optional field chosen",
+			name: "self-declared optional field stays outside the grant",
 			held: []consent.Held{identity, insurance},
 			edit: func(f *consent.Form) {
 				for i := range f.Fields {
@@ -233,8 +233,8 @@ func TestGrant(t *testing.T) {
 					}
 				}
 			},
-			claims:  []tx.ClaimRef{hhNumber, over60, familyName, regAddress, idNumber, pension},
-			sens:    []tx.ClaimRef{hhNumber, idNumber, pension},
+			claims:  []tx.ClaimRef{over60, familyName, regAddress, idNumber, pension},
+			sens:    []tx.ClaimRef{idNumber, pension},
 			sources: []string{"hrss", "psb"},
 		},
 		{

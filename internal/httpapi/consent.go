@@ -80,19 +80,24 @@ func (s *Server) signedBy(w http.ResponseWriter, r *http.Request, limit int64) (
 	}
 	id, err := s.verifier.Verify(r, body)
 	if err != nil {
-		status, reason := http.StatusUnauthorized, "unauthenticated"
-		switch {
-		case errors.Is(err, authn.ErrReplay):
-			status, reason = http.StatusConflict, "replay"
-		case errors.Is(err, authn.ErrBusy):
-			status, reason = http.StatusServiceUnavailable, "busy"
-		}
-		return "", nil, problem(status, reason, "the request's signature was not accepted", "请求签名未通过验证", err.Error())
+		return "", nil, authProblem(err)
 	}
 	if want := r.PathValue("id"); want != "" && want != id {
 		return "", nil, problem(http.StatusForbidden, "forbidden", "an authority may act only for itself", "机构只能以自身名义操作", "signed by "+id)
 	}
 	return id, body, nil
+}
+
+// authProblem words a refused request signature.
+func authProblem(err error) error {
+	status, reason := http.StatusUnauthorized, "unauthenticated"
+	switch {
+	case errors.Is(err, authn.ErrReplay):
+		status, reason = http.StatusConflict, "replay"
+	case errors.Is(err, authn.ErrBusy):
+		status, reason = http.StatusServiceUnavailable, "busy"
+	}
+	return problem(status, reason, "the request's signature was not accepted", "请求签名未通过验证", err.Error())
 }
 
 func (s *Server) authorityKey(id string) (key.Public, error) {
@@ -332,7 +337,7 @@ func (s *Server) receivedApplications(w http.ResponseWriter, r *http.Request) er
 	}
 	list, err := s.cfg.Desk.Received(id)
 	if err != nil {
-		return err
+		return s.deskProblem(err)
 	}
 	if list == nil {
 		list = []service.Application{}
@@ -406,11 +411,7 @@ func (s *Server) backOfficeRead(w http.ResponseWriter, r *http.Request) error {
 	}
 	reader, err := s.verifier.Verify(r, body)
 	if err != nil {
-		status, reason := http.StatusUnauthorized, "unauthenticated"
-		if errors.Is(err, authn.ErrReplay) {
-			status, reason = http.StatusConflict, "replay"
-		}
-		return problem(status, reason, "the request's signature was not accepted", "请求签名未通过验证", err.Error())
+		return authProblem(err)
 	}
 	var req service.ReadRequest
 	if err := decodeStrict(body, &req); err != nil {

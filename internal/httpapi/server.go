@@ -27,6 +27,7 @@ import (
 	"github.com/imi-city/imi/internal/did"
 	"github.com/imi-city/imi/internal/key"
 	"github.com/imi-city/imi/internal/ledger"
+	"github.com/imi-city/imi/internal/pseudonym"
 	"github.com/imi-city/imi/internal/service"
 	"github.com/imi-city/imi/internal/tx"
 )
@@ -496,7 +497,11 @@ type SequenceResponse struct {
 
 func (s *Server) sequence(w http.ResponseWriter, r *http.Request) error {
 	signer := r.PathValue("signer")
-	if _, err := did.Parse(signer); err != nil {
+	if pseudonym.Is(signer) {
+		if _, err := pseudonym.Parse(signer); err != nil {
+			return problem(http.StatusBadRequest, "bad_signer", "not a did:imi identifier or psn: pseudonym", "不是有效的身份标识或化名", err.Error())
+		}
+	} else if _, err := did.Parse(signer); err != nil {
 		return s.stateErr(err)
 	}
 	var lane uint64

@@ -138,6 +138,9 @@ func (d *Desk) Decline(id string) error {
 
 // Received lists the applications authority received.
 func (d *Desk) Received(authority string) ([]Application, error) {
+	if !d.Holds(authority) {
+		return nil, ErrNotHere
+	}
 	vals, err := d.store.List("app/")
 	if err != nil {
 		return nil, err

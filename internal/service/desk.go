@@ -27,14 +27,13 @@ type Submitter interface {
 // node holds, opening applications, answering back-office reads and
 // recording every access on the ledger before any data leaves.
 type Desk struct {
-	app     *ledger.App
-	chain   Submitter
-	store   Store
-	log     *slog.Logger
-	now     func() time.Time
-	keys    map[string]key.Private
-	kems    map[string]*ecdh.PrivateKey
-	chainID string
+	app   *ledger.App
+	chain Submitter
+	store Store
+	log   *slog.Logger
+	now   func() time.Time
+	keys  map[string]key.Private
+	kems  map[string]*ecdh.PrivateKey
 
 	mu        sync.Mutex
 	recorders map[string]*recorder
@@ -57,7 +56,7 @@ type DeskConfig struct {
 // NewDesk makes a desk.
 func NewDesk(c DeskConfig) (*Desk, error) {
 	d := &Desk{app: c.App, chain: c.Chain, store: c.Store, log: c.Log, now: c.Now,
-		keys: c.Keys, kems: map[string]*ecdh.PrivateKey{}, recorders: map[string]*recorder{}, chainID: c.App.ChainID()}
+		keys: c.Keys, kems: map[string]*ecdh.PrivateKey{}, recorders: map[string]*recorder{}}
 	if d.now == nil {
 		d.now = time.Now
 	}
@@ -125,7 +124,7 @@ func newRecordID() tx.Bytes {
 // resident's (and guardian's) signature and delegation on the ledger.
 func (d *Desk) openSubject(authority, subject, service string, boxes []tx.SealedSubject, byGuardian bool) (*consent.Subject, string) {
 	kem := d.kems[authority]
-	ctx := consent.Context{ChainID: d.chainID, Pseudonym: subject, Service: service, Authority: authority}
+	ctx := consent.Context{ChainID: d.app.ChainID(), Pseudonym: subject, Service: service, Authority: authority}
 	for _, b := range boxes {
 		if b.Authority != authority {
 			continue

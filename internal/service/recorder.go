@@ -104,7 +104,7 @@ func (r *recorder) submit(ctx context.Context, body tx.Body) error {
 		return err
 	}
 	for attempt := 0; attempt < 5; attempt++ {
-		t, err := tx.New(r.d.chainID, did, DeskLane, r.d.app.NextSeq(did, DeskLane), body)
+		t, err := tx.New(r.d.app.ChainID(), did, DeskLane, r.d.app.NextSeq(did, DeskLane), body)
 		if err != nil {
 			return err
 		}
