@@ -253,6 +253,20 @@ func TestServiceJourney(t *testing.T) {
 	if _, _, err := imiIn("", end...); err == nil || !strings.Contains(err.Error(), "already ended") {
 		t.Errorf("ending a delegation twice: %v", err)
 	}
+	// An adult ward ends an assisting guardian's delegation herself.
+	out = must(as("cc-psb", "registrar", "delegate", "--guardian", bobDID, "--ward", aliceDID, "--basis", "adult_assisted",
+		"--scope", "pension_application", "--days", "30", "--reference", "CC-PSB/2026/0002")...)
+	m = regexp.MustCompile(`Recorded delegation ([0-9a-f]{32}) at height \d+`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("registrar delegate:\n%s", out)
+	}
+	if out := must(node("resident", "end-delegation", "--dir", alice, "--id", m[1])...); !strings.Contains(out, "ended at height") {
+		t.Errorf("resident end-delegation:\n%s", out)
+	}
+	// Bob cannot end Alice's delegation with his own key.
+	if _, _, err := imiIn("", node("resident", "end-delegation", "--dir", bob, "--id", m[1])...); err == nil {
+		t.Error("a guardian ended the ward's delegation with his own key")
+	}
 }
 
 func TestConsentUsageErrors(t *testing.T) {

@@ -36,6 +36,14 @@ type Request struct {
 
 func init() {
 	register(&command{
+		name:    "resident end-delegation",
+		summary: "end a guardian's delegation over yourself (an adult ward; a minor's is ended by the registrar)",
+		usage:   "--dir DIR --id ID [--node URL]",
+		examples: `  imi resident end-delegation --dir ./grandma --id 3f9c0a…
+  # the id is shown by imi registrar delegate, and in GET /v1/me/delegations`,
+		run: residentEndDelegation,
+	})
+	register(&command{
 		name:    "resident keygen",
 		summary: "make a resident's key pair, recovery key and registration request",
 		usage:   "--dir DIR",
@@ -244,6 +252,37 @@ func residentDeactivate(ctx context.Context, e *env, args []string) error {
 		return explain(err)
 	}
 	fmt.Fprintf(e.stdout, "%s deactivated at height %d (tx %s).\n", d, res.Height, res.Hash)
+	return nil
+}
+
+func residentEndDelegation(ctx context.Context, e *env, args []string) error {
+	c := find("resident end-delegation")
+	fs := c.flags(e)
+	dir := fs.String("dir", "", "the ward's key directory (required)")
+	id := fs.String("id", "", "the delegation's id (required)")
+	n := addNode(fs.String, e)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := need("dir", *dir); err != nil {
+		return err
+	}
+	if err := need("id", *id); err != nil {
+		return err
+	}
+	cl, err := n.client()
+	if err != nil {
+		return err
+	}
+	k, d, err := loadResident(*dir)
+	if err != nil {
+		return err
+	}
+	res, err := cl.Sign(ctx, k, d, 0, &tx.EndDelegation{Ward: d.String(), ID: *id})
+	if err != nil {
+		return explain(err)
+	}
+	fmt.Fprintf(e.stdout, "Delegation %s over %s ended at height %d (tx %s).\n", *id, d, res.Height, res.Hash)
 	return nil
 }
 
