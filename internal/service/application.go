@@ -126,6 +126,9 @@ func (d *Desk) Get(id string) (*Application, error) {
 func (d *Desk) Decline(id string) error {
 	d.open.Lock()
 	defer d.open.Unlock()
+	if d.busy[id] {
+		return ErrClosed
+	}
 	a, err := d.Get(id)
 	if err != nil {
 		return err
@@ -141,18 +144,18 @@ func (d *Desk) Received(authority string) ([]Application, error) {
 	if !d.Holds(authority) {
 		return nil, ErrNotHere
 	}
-	vals, err := d.store.List("app/")
+	ids, err := d.store.List("rcv/" + authority + "/")
 	if err != nil {
 		return nil, err
 	}
-	var out []Application
-	for _, v := range vals {
-		var a Application
-		if json.Unmarshal(v, &a) == nil && a.Authority == authority && a.Status == StatusReceived {
-			out = append(out, a)
+	out := []Application{}
+	for _, id := range ids {
+		a, err := d.Get(string(id))
+		if err != nil {
+			return nil, err
 		}
+		out = append(out, *a)
 	}
-	slices.SortFunc(out, func(x, y Application) int { return x.Received.Compare(*y.Received) })
 	return out, nil
 }
 
@@ -172,15 +175,11 @@ func refuse(en, zh, detail string, args ...any) *Rejection {
 // sealed subject and every presentation, commits the consent, records the
 // access, and only then keeps the verified data.
 func (d *Desk) Submit(ctx context.Context, id string, sub *Submission) (*Application, error) {
-	d.open.Lock()
-	defer d.open.Unlock()
-	a, err := d.Get(id)
+	a, err := d.claim(id)
 	if err != nil {
 		return nil, err
 	}
-	if a.Status != StatusOpen {
-		return nil, ErrClosed
-	}
+	defer d.release(id)
 	t, body, err := tx.Decode(sub.Grant)
 	if err != nil {
 		return nil, refuse("the consent is malformed", "同意书格式错误", "%v", err)
@@ -225,7 +224,40 @@ func (d *Desk) Submit(ctx context.Context, id string, sub *Submission) (*Applica
 	now := d.now().UTC()
 	a.Status, a.Subject, a.Consent, a.AccessID, a.Values = StatusReceived, t.Signer, c.ID, rec.ID, values
 	a.Guardian, a.Received, a.Height = s.Guardian != "", &now, stored.At.Height
-	return a, d.put(a)
+	if err := d.put(a); err != nil {
+		return nil, err
+	}
+	return a, d.store.Put(receivedKey(a), []byte(a.ID))
+}
+
+// claim takes an open application for one submission: others wait for
+// nothing, and a second submission of the same one is refused.
+func (d *Desk) claim(id string) (*Application, error) {
+	d.open.Lock()
+	defer d.open.Unlock()
+	if d.busy[id] {
+		return nil, ErrClosed
+	}
+	a, err := d.Get(id)
+	if err != nil {
+		return nil, err
+	}
+	if a.Status != StatusOpen {
+		return nil, ErrClosed
+	}
+	d.busy[id] = true
+	return a, nil
+}
+
+func (d *Desk) release(id string) {
+	d.open.Lock()
+	defer d.open.Unlock()
+	delete(d.busy, id)
+}
+
+// receivedKey indexes an authority's received applications by time.
+func receivedKey(a *Application) string {
+	return "rcv/" + a.Authority + "/" + a.Received.Format("20060102T150405.000000000") + "/" + a.ID
 }
 
 // verifyPresentations checks every presentation against the application and

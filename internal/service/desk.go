@@ -37,7 +37,8 @@ type Desk struct {
 
 	mu        sync.Mutex
 	recorders map[string]*recorder
-	open      sync.Mutex // serialises application state changes
+	open      sync.Mutex      // guards busy and application state changes
+	busy      map[string]bool // applications being submitted
 }
 
 // DeskConfig configures a Desk.
@@ -56,7 +57,7 @@ type DeskConfig struct {
 // NewDesk makes a desk.
 func NewDesk(c DeskConfig) (*Desk, error) {
 	d := &Desk{app: c.App, chain: c.Chain, store: c.Store, log: c.Log, now: c.Now,
-		keys: c.Keys, kems: map[string]*ecdh.PrivateKey{}, recorders: map[string]*recorder{}}
+		keys: c.Keys, kems: map[string]*ecdh.PrivateKey{}, recorders: map[string]*recorder{}, busy: map[string]bool{}}
 	if d.now == nil {
 		d.now = time.Now
 	}
