@@ -287,18 +287,22 @@ func (d *Desk) verifyPresentations(a *Application, svc *ledger.Service, g *tx.Gr
 	}
 	var out []FieldValue
 	for _, f := range svc.Form {
+		typed, isTyped := sub.SelfDeclared[f.Name]
+		// A consented item is verified or refused, never typed in, whether
+		// or not a presentation also carries it: otherwise which of the
+		// two the desk keeps would depend on what else was sent.
+		if isTyped && slices.Contains(g.Claims, f.Claim) {
+			return nil, refuse("an item you consented to share verified was typed in instead", "同意共享的已核验信息不能改为自填", "%s", f.Name)
+		}
 		if v, ok := got[f.Claim]; ok && f.Claim != (tx.ClaimRef{}) {
 			v.Name = f.Name
 			out = append(out, v)
 			delete(got, f.Claim)
 			continue
 		}
-		if typed, ok := sub.SelfDeclared[f.Name]; ok {
+		if isTyped {
 			if len(typed) > maxSelfDeclared {
 				return nil, refuse("a typed-in value is too long", "自填内容过长", "%s", f.Name)
-			}
-			if slices.Contains(g.Claims, f.Claim) {
-				return nil, refuse("an item you consented to share verified was typed in instead", "同意共享的已核验信息不能改为自填", "%s", f.Name)
 			}
 			out = append(out, FieldValue{Name: f.Name, Claim: f.Claim, Value: typed})
 			continue

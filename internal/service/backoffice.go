@@ -77,11 +77,29 @@ func (d *Desk) Read(ctx context.Context, reader, source string, req *ReadRequest
 	if _, err := pseudonym.Parse(req.Subject); err != nil {
 		return "", err
 	}
-	if len(req.Claims) == 0 || len(req.Claims) > 64 || !slices.IsSortedFunc(req.Claims, tx.ClaimRef.Compare) {
-		return "", errors.New("ask for 1 to 64 claims, sorted by type and claim")
+	if len(req.Claims) == 0 || len(req.Claims) > 64 || !strictlySorted(req.Claims) {
+		return "", errors.New("ask for 1 to 64 distinct claims, sorted by type and claim")
 	}
 	if _, _, err := d.app.Service(req.Service, 0); err != nil {
 		return "", fmt.Errorf("no service %q", req.Service)
+	}
+	// Everything the ledger checks of a record is checked here first: a
+	// record it refuses sinks the whole batch it travels in, and with it
+	// other readers' reads and the authority's own submissions.
+	if reader == source {
+		return "", errors.New("a back-office read is made by another authority than the source")
+	}
+	if _, err := d.authorityDID(reader); err != nil {
+		return "", err
+	}
+	for _, c := range req.Claims {
+		ct, _, err := d.app.CredentialType(c.Type, 0)
+		if err != nil {
+			return "", fmt.Errorf("no credential type %q", c.Type)
+		}
+		if _, ok := ct.Claim(c.Claim); !ok {
+			return "", fmt.Errorf("the type %s has no claim %q", c.Type, c.Claim)
+		}
 	}
 	rec := tx.AccessRecord{ID: req.ID, Subject: req.Subject, Reader: reader, Source: source, Service: req.Service,
 		Claims: req.Claims, Channel: tx.ChannelBackOffice, Outcome: tx.OutcomeAllowed}
@@ -112,6 +130,15 @@ func (d *Desk) Read(ctx context.Context, reader, source string, req *ReadRequest
 		return "", &Denied{Reason: stored.Reason, Record: stored}
 	}
 	return d.sign(source, reader, stored, values)
+}
+
+func strictlySorted(cs []tx.ClaimRef) bool {
+	for i := 1; i < len(cs); i++ {
+		if cs[i-1].Compare(cs[i]) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // gather reads the requested claims from the source's register.
