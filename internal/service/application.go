@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/imi-city/imi/internal/credential"
+	"github.com/imi-city/imi/internal/key"
 	"github.com/imi-city/imi/internal/ledger"
 	"github.com/imi-city/imi/internal/pseudonym"
 	"github.com/imi-city/imi/internal/tx"
@@ -201,7 +202,11 @@ func (d *Desk) Submit(ctx context.Context, id string, sub *Submission) (*Applica
 	if err != nil {
 		return nil, err
 	}
-	values, rej := d.verifyPresentations(a, svc, g, sub)
+	holder, _, err := d.app.ResidentRecord(s.DID, 0)
+	if err != nil {
+		return nil, err
+	}
+	values, rej := d.verifyPresentations(a, svc, g, sub, holder.Key)
 	if rej != nil {
 		return nil, rej
 	}
@@ -264,7 +269,11 @@ func receivedKey(a *Application) string {
 // returns the form's values: exactly the consented claims, each verified and
 // from its type's issuer, plus what the resident typed in for fields with no
 // claim or with no credential, marked as self-declared.
-func (d *Desk) verifyPresentations(a *Application, svc *ledger.Service, g *tx.GrantConsent, sub *Submission) ([]FieldValue, *Rejection) {
+//
+// Every credential must be bound (cnf) to the current key of the resident
+// the sealed subject names: otherwise someone holding another person's
+// credentials and key could apply with them under their own DID.
+func (d *Desk) verifyPresentations(a *Application, svc *ledger.Service, g *tx.GrantConsent, sub *Submission, holder key.Public) ([]FieldValue, *Rejection) {
 	got := map[tx.ClaimRef]FieldValue{}
 	nonces := onceNonces{}
 	for i, p := range sub.Presentations {
@@ -272,7 +281,11 @@ func (d *Desk) verifyPresentations(a *Application, svc *ledger.Service, g *tx.Gr
 			Audience: a.Audience, Nonce: a.Nonce, Now: d.now(), Nonces: nonces,
 		})
 		if res.Outcome != credential.Valid {
-			return nil, refuse("a credential could not be accepted: "+res.Message, "凭证未通过核验："+res.MessageZH, "presentation %d: %s", i, res.Reason)
+			return nil, refuse("a credential could not be accepted: "+res.Message, "凭证未通过核验："+res.MessageZH, "presentation %d: %s %s", i, res.Outcome, res.Reason)
+		}
+		if !boundTo(res.Claims, holder) {
+			return nil, refuse("a credential was issued to another key than yours; ask its issuer to issue it again to your current key",
+				"凭证绑定的密钥不是您当前的密钥，请向签发机关申请重新签发", "presentation %d", i)
 		}
 		for _, name := range res.Disclosed {
 			ref := tx.ClaimRef{Type: res.Type, Claim: name}
@@ -317,6 +330,14 @@ func (d *Desk) verifyPresentations(a *Application, svc *ledger.Service, g *tx.Gr
 		}
 	}
 	return out, nil
+}
+
+// boundTo reports whether a verified credential's cnf key is k.
+func boundTo(claims map[string]any, k key.Public) bool {
+	cnf, _ := claims["cnf"].(map[string]any)
+	jwk, _ := cnf["jwk"].(map[string]any)
+	x, _ := jwk["x"].(string)
+	return jwk["kty"] == "OKP" && jwk["crv"] == "Ed25519" && x == base64.RawURLEncoding.EncodeToString(k.Bytes())
 }
 
 // onceNonces accepts the application's nonce for each of its presentations:

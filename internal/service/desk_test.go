@@ -212,13 +212,28 @@ func TestSubmitRefusals(t *testing.T) {
 		{"presentations for another application", func(t *testing.T, r *resident, a *service.Application, sub *service.Submission) {
 			other := h.open(t, hrss, service.Pension)
 			sub.Presentations = h.approve(t, r, other, standing()).Presentations
-		}, "a credential could not be accepted: the presentation was made for another request", "presentation 0: " + sdjwt.ReasonNonceMismatch},
+		}, "a credential could not be accepted: the presentation was made for another request", "presentation 0: invalid " + sdjwt.ReasonNonceMismatch},
 		{"presentation for another authority", func(t *testing.T, r *resident, a *service.Application, sub *service.Submission) {
 			sub.Presentations[0] = h.present(t, r, 0, h.dids[hsb], a.Nonce, identityOnly...)
-		}, "a credential could not be accepted: the presentation was made for another service", "presentation 0: " + sdjwt.ReasonAudMismatch},
+		}, "a credential could not be accepted: the presentation was made for another service", "presentation 0: invalid " + sdjwt.ReasonAudMismatch},
 		{"not a presentation", func(t *testing.T, r *resident, a *service.Application, sub *service.Submission) {
 			sub.Presentations[1] = "not-an-sd-jwt"
-		}, "a credential could not be accepted: the presentation is not well-formed", "presentation 1: " + sdjwt.ReasonMalformed},
+		}, "a credential could not be accepted: the presentation is not well-formed", "presentation 1: invalid " + sdjwt.ReasonMalformed},
+		{"credentials bound to another resident's key", func(t *testing.T, r *resident, a *service.Application, sub *service.Submission) {
+			// Mallory holds this resident's credentials and key, and seals
+			// her own DID into the grant: the presentations verify, but
+			// their cnf key is not the sealed DID's.
+			m := h.newResident(t, "mallory-"+r.name, 1950)
+			ctx := consent.Context{ChainID: chainID, Pseudonym: r.psn(t, hrss), Service: service.Pension, Authority: hrss}
+			box, err := consent.Seal(h.authority(t, hrss).KEMKey, ctx, consent.NewSubject(ctx, m.wallet.DID, m.key, "", zeroKey))
+			if err != nil {
+				t.Fatal(err)
+			}
+			regrant(t, sub, r.psn(t, hrss), r.psnKey(t, hrss), func(g *tx.GrantConsent) {
+				i := slices.IndexFunc(g.Subjects, func(s tx.SealedSubject) bool { return s.Authority == hrss })
+				g.Subjects[i].Box = box
+			})
+		}, "a credential was issued to another key than yours; ask its issuer to issue it again to your current key", "presentation 0"},
 		{"presentation discloses a claim not consented", func(t *testing.T, r *resident, a *service.Application, sub *service.Submission) {
 			sub.Presentations[0] = h.present(t, r, 0, a.Audience, a.Nonce, append(identityOnly, "sex")...)
 		}, "a credential disclosed more than you consented to", identityClaim("sex").String()},
@@ -287,7 +302,7 @@ func TestSubmitRevokedCredential(t *testing.T) {
 	h.as(t, hrss, &tx.Revoke{StatusRef: r.status[1]})
 	a := h.open(t, hrss, service.Pension)
 	_, err := h.desk.Submit(context.Background(), a.ID, h.approve(t, r, a, standing()))
-	wantRejection(t, err, "a credential could not be accepted: the issuer has revoked this credential", "presentation 1: ")
+	wantRejection(t, err, "a credential could not be accepted: the issuer has revoked this credential", "presentation 1: revoked ")
 	h.nothingStored(t, a, r.psn(t, hrss))
 }
 
