@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -435,14 +436,24 @@ func (s *Server) authorityAccess(w http.ResponseWriter, r *http.Request) error {
 	if limit <= 0 || limit > maxLogPage {
 		limit = maxLogPage
 	}
-	list, h, err := s.app.AuthorityAccess(id, from, limit, 0)
+	// A first page starts at a height; later ones after the cursor the
+	// previous page returned.
+	cursor := q.Get("after")
+	if cursor == "" {
+		cursor = fmt.Sprintf("%016x/", max(from, 0))
+	}
+	list, next, h, err := s.app.AuthorityAccessAfter(id, cursor, limit, 0)
 	if err != nil {
 		return err
 	}
 	if list == nil {
 		list = []ledger.Access{}
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"height": h, "records": list})
+	out := map[string]any{"height": h, "records": list}
+	if next != "" {
+		out["next"] = next
+	}
+	return writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) putRecord(w http.ResponseWriter, r *http.Request) error {

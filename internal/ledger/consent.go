@@ -233,7 +233,7 @@ func checkClaimRefs(st kv, what string, refs []tx.ClaimRef) error {
 		if i > 0 && refs[i-1].Compare(c) >= 0 {
 			return fmt.Errorf("%s must be sorted by type and claim, without repeats", what)
 		}
-		ct := getRecord[CredentialType](st, pCredType+c.Type)
+		ct := credTypes.get(st, pCredType+c.Type)
 		if ct == nil {
 			return fmt.Errorf("%s: no credential type %q", what, clip(c.Type))
 		}
@@ -349,7 +349,7 @@ func (x *txExec) grantConsent(b *tx.GrantConsent) *Rejection {
 	if rej != nil {
 		return rej
 	}
-	s := getRecord[Service](x.st, pService+b.Service)
+	s := services.get(x.st, pService+b.Service)
 	if s == nil {
 		return reject(CodeNotFound, "no service "+clip(b.Service))
 	}
@@ -372,7 +372,7 @@ func (x *txExec) grantConsent(b *tx.GrantConsent) *Rejection {
 	var sensitive []tx.ClaimRef
 	sources := []string{s.Authority}
 	for _, c := range b.Claims {
-		ct := getRecord[CredentialType](x.st, pCredType+c.Type)
+		ct := credTypes.get(x.st, pCredType+c.Type)
 		if spec, _ := ct.Claim(c.Claim); spec.Sensitive {
 			sensitive = append(sensitive, c)
 		}
@@ -501,7 +501,7 @@ func (x *txExec) recordAccess(b *tx.RecordAccess) *Rejection {
 			e.Consent, e.ByGuardian = c.ID, c.ByGuardian
 		}
 		if r.Outcome == tx.OutcomeAllowed {
-			s := getRecord[Service](x.st, pService+r.Service)
+			s := services.get(x.st, pService+r.Service)
 			if why := x.judge(c, s, &r); why != "" {
 				e.Outcome, e.Reason = tx.OutcomeDenied, why
 			} else if c.Mode == tx.ModeOneTime {
@@ -530,7 +530,7 @@ func decideIn(st kv, c *Consent, s *Service, r *tx.AccessRecord, now time.Time) 
 	}
 	if r.Channel == tx.ChannelBackOffice {
 		for _, cl := range r.Claims {
-			ct := getRecord[CredentialType](st, pCredType+cl.Type)
+			ct := credTypes.get(st, pCredType+cl.Type)
 			if ct == nil || ct.Issuer != r.Source {
 				return DenySourceNotParty
 			}
@@ -543,32 +543,14 @@ func (x *txExec) checkRecord(a *Authority, r *tx.AccessRecord) error {
 	if len(r.ID) < 16 || len(r.ID) > 32 {
 		return fmt.Errorf("a record id is 16 to 32 bytes")
 	}
-	if _, err := pseudonym.Parse(r.Subject); err != nil {
+	if err := checkRequest(x.st, r); err != nil {
 		return err
 	}
-	if getAuthority(x.st, r.Reader) == nil {
-		return fmt.Errorf("no authority %q", clip(r.Reader))
+	if r.Channel == tx.ChannelPresentation && r.Reader != a.ID {
+		return fmt.Errorf("a presentation is recorded by its reader")
 	}
-	switch r.Channel {
-	case tx.ChannelPresentation:
-		if r.Source != "" || r.Reader != a.ID {
-			return fmt.Errorf("a presentation is recorded by its reader, with no source")
-		}
-	case tx.ChannelBackOffice:
-		if r.Source != a.ID || r.Reader == a.ID {
-			return fmt.Errorf("a back-office read is recorded by its source, for another reader")
-		}
-	default:
-		return fmt.Errorf("channel %q (use presentation or back_office)", clip(r.Channel))
-	}
-	if getRecord[Service](x.st, pService+r.Service) == nil {
-		return fmt.Errorf("no service %q", clip(r.Service))
-	}
-	if len(r.Claims) == 0 || len(r.Claims) > maxServiceClaims {
-		return fmt.Errorf("1 to %d claims", maxServiceClaims)
-	}
-	if err := checkClaimRefs(x.st, "claims", r.Claims); err != nil {
-		return err
+	if r.Channel == tx.ChannelBackOffice && r.Source != a.ID {
+		return fmt.Errorf("a back-office read is recorded by its source")
 	}
 	switch {
 	case r.Outcome == tx.OutcomeAllowed && r.Reason == "":
@@ -577,6 +559,37 @@ func (x *txExec) checkRecord(a *Authority, r *tx.AccessRecord) error {
 		return fmt.Errorf("outcome allowed with no reason, or denied with one of %s", strings.Join(denyReasons, ", "))
 	}
 	return nil
+}
+
+// checkRequest checks the shape of an access, whoever asks: record_access
+// refuses what it refuses, and CheckAccess answers bad_request, so no access
+// is ever said to be allowed that could not be recorded.
+func checkRequest(st kv, r *tx.AccessRecord) error {
+	if _, err := pseudonym.Parse(r.Subject); err != nil {
+		return err
+	}
+	if st.get([]byte(pAuthority+r.Reader)) == nil {
+		return fmt.Errorf("no authority %q", clip(r.Reader))
+	}
+	switch r.Channel {
+	case tx.ChannelPresentation:
+		if r.Source != "" {
+			return fmt.Errorf("a presentation has no source")
+		}
+	case tx.ChannelBackOffice:
+		if r.Source == r.Reader || st.get([]byte(pAuthority+r.Source)) == nil {
+			return fmt.Errorf("a back-office read comes from another authority, the source")
+		}
+	default:
+		return fmt.Errorf("channel %q (use presentation or back_office)", clip(r.Channel))
+	}
+	if st.get([]byte(pService+r.Service)) == nil {
+		return fmt.Errorf("no service %q", clip(r.Service))
+	}
+	if len(r.Claims) == 0 || len(r.Claims) > maxServiceClaims {
+		return fmt.Errorf("1 to %d claims", maxServiceClaims)
+	}
+	return checkClaimRefs(st, "claims", r.Claims)
 }
 
 func (x *txExec) recordDelegation(b *tx.RecordDelegation) *Rejection {
@@ -609,7 +622,7 @@ func (x *txExec) recordDelegation(b *tx.RecordDelegation) *Rejection {
 			if i > 0 && b.Scope[i-1] >= s {
 				return reject(CodeInvalidField, "scope must be sorted, without repeats")
 			}
-			if getRecord[Service](x.st, pService+s) == nil {
+			if x.st.get([]byte(pService+s)) == nil {
 				return reject(CodeNotFound, "no service "+clip(s))
 			}
 		}

@@ -74,37 +74,58 @@ func AccessFromProof(p *Proof) (*Access, error) {
 }
 
 // AuthorityAccess lists the access records in which authority is the reader
-// or the source, from height from on, at most limit of them.
+// or the source, from height from on, at most limit of them. Use
+// AuthorityAccessAfter with the cursor it returns for the next page.
 func (a *App) AuthorityAccess(authority string, from int64, limit int, h int64) ([]Access, int64, error) {
+	out, _, height, err := a.authorityAccess(authority, fmt.Sprintf("%016x/", max(from, 0)), limit, h)
+	return out, height, err
+}
+
+// AuthorityAccessAfter lists the records after cursor, a value a previous
+// page returned, and the cursor of its own last record ("" if the page is
+// not full). Pages never skip or repeat records, however many one block has.
+func (a *App) AuthorityAccessAfter(authority, cursor string, limit int, h int64) ([]Access, string, int64, error) {
+	// The smallest key after cursor: cursor followed by a zero byte.
+	return a.authorityAccess(authority, cursor+"\x00", limit, h)
+}
+
+func (a *App) authorityAccess(authority, start string, limit int, h int64) ([]Access, string, int64, error) {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	v, err := a.at(h)
 	if err != nil {
-		return nil, 0, err
+		return nil, "", 0, err
 	}
 	p := []byte(pAccessBy + authority + "/")
-	start := fmt.Appendf(nil, "%s%016x/", p, max(from, 0))
-	end := append(bytes.Clone(p), 0xff)
-	it, err := v.t.Iterator(start, end, true)
+	it, err := v.t.Iterator(append(bytes.Clone(p), start...), append(bytes.Clone(p), 0xff), true)
 	if err != nil {
-		return nil, 0, err
+		return nil, "", 0, err
 	}
 	defer it.Close()
 	var out []Access
+	next := ""
 	st := treeKV{v.t}
 	for ; it.Valid() && len(out) < limit; it.Next() {
-		rest := it.Key()[len(p)+17:] // height and its slash
+		suffix := it.Key()[len(p):]
+		if len(suffix) < 17 {
+			return nil, "", 0, fmt.Errorf("bad access index %q", it.Key())
+		}
+		rest := suffix[17:] // height and its slash
 		i := bytes.IndexByte(rest, '/')
 		if i < 0 {
-			return nil, 0, fmt.Errorf("bad access index %q", it.Key())
+			return nil, "", 0, fmt.Errorf("bad access index %q", it.Key())
 		}
 		r := getRecord[Access](st, pAccess+string(rest[:i])+"/"+string(rest[i+1:]))
 		if r == nil {
-			return nil, 0, fmt.Errorf("access index %q points nowhere", it.Key())
+			return nil, "", 0, fmt.Errorf("access index %q points nowhere", it.Key())
 		}
 		out = append(out, *r)
+		next = string(suffix)
 	}
-	return out, v.height, it.Error()
+	if len(out) < limit {
+		next = ""
+	}
+	return out, next, v.height, it.Error()
 }
 
 // Decision is the answer to "may this access happen now?".
@@ -130,8 +151,11 @@ func (a *App) CheckAccess(r *tx.AccessRecord) (*Decision, error) {
 		return nil, ErrNoBlockTime
 	}
 	st := treeKV{v.t}
+	if err := checkRequest(st, r); err != nil {
+		return &Decision{Reason: DenyBadRequest, Height: v.height, Time: a.lastBlock.Time}, nil
+	}
 	c := getRecord[Consent](st, consentKey(r.Subject, r.Service))
-	s := getRecord[Service](st, pService+r.Service)
+	s := services.get(st, pService+r.Service)
 	why := decideIn(st, c, s, r, a.lastBlock.Time)
 	return &Decision{Allowed: why == "", Reason: why, Consent: c, Height: v.height, Time: a.lastBlock.Time}, nil
 }
