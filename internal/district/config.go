@@ -6,6 +6,7 @@ package district
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -51,7 +52,170 @@ type Config struct {
 	// Genesis describes the network at its first block. It is read only
 	// until the chain starts; after that, authorities change by proposals.
 	Genesis GenesisConfig `toml:"genesis"`
+	// StateSync is the [state_sync] section: the snapshots this node takes
+	// and serves, the CometBFT RPC that joining nodes check them with, and
+	// whether this node itself joins from a snapshot.
+	StateSync StateSyncConfig `toml:"state_sync"`
 }
+
+// DefaultSnapshotInterval is the snapshot interval of a node whose
+// imi.toml does not set one: twenty minutes or so of blocks at the default
+// pace.
+const DefaultSnapshotInterval = 1000
+
+// StateSyncConfig is the [state_sync] section of imi.toml.
+//
+// A node joining a long chain can replay every block since genesis (block
+// sync, the default), or restore a recent snapshot of the ledger's state
+// from its peers and replay only the blocks after it (state sync). To let
+// nodes join by state sync, the existing nodes take snapshots
+// (snapshot_interval) and serve CometBFT's RPC (comet_rpc), from which
+// the joining node's light client reads signed headers to check the
+// snapshot against. The joining node sets enable, rpc_servers (two or more
+// of those comet_rpc addresses), and trust_height and trust_hash.
+//
+// Where trust_height and trust_hash come from: from a node the operator
+// trusts, say a founding authority's, by a channel the operator trusts.
+// `imi status --json --node URL` prints chain.latest_height and
+// chain.latest_block_hash; or GET URL/v1/blocks/{h}/commit and take
+// commit.block_id.hash. Any recent height does; the hash pins the chain, so
+// that peers cannot hand the new node another history.
+type StateSyncConfig struct {
+	// SnapshotInterval: a snapshot of the state is taken after every block
+	// whose height is a multiple of it, and the last two are kept under
+	// state/snapshots/. Absent: DefaultSnapshotInterval. 0: none.
+	SnapshotInterval *int64 `toml:"snapshot_interval"`
+	// CometRPC is where this node serves CometBFT's RPC for the light
+	// clients of joining nodes, as tcp://host:port. Empty: not served. Keep
+	// it on loopback or a private network. If the port is taken the node
+	// runs without it, and logs an error.
+	CometRPC string `toml:"comet_rpc"`
+
+	// Enable makes this node, if it has no chain data yet, join by state
+	// sync. Once it has synced it ignores the settings below.
+	Enable bool `toml:"enable"`
+	// RPCServers are the comet_rpc addresses of at least two other nodes,
+	// as http://host:port.
+	RPCServers []string `toml:"rpc_servers"`
+	// TrustHeight is a height of the chain and TrustHash the hash of its
+	// block (hex), from a node you trust.
+	TrustHeight int64  `toml:"trust_height"`
+	TrustHash   string `toml:"trust_hash"`
+	// TrustPeriod is how old that block may be (Go duration). Default
+	// "168h".
+	TrustPeriod string `toml:"trust_period"`
+	// DiscoveryTime is how long the node gathers snapshot offers before it
+	// picks the newest (Go duration, at least "5s"). Default "15s".
+	DiscoveryTime string `toml:"discovery_time"`
+}
+
+// snapshotInterval is the configured interval, or the default.
+func (s *StateSyncConfig) snapshotInterval() int64 {
+	if s.SnapshotInterval == nil {
+		return DefaultSnapshotInterval
+	}
+	return *s.SnapshotInterval
+}
+
+// nodeStateSync translates the section into the node's settings.
+func (s *StateSyncConfig) nodeStateSync() (node.StateSync, error) {
+	out := node.StateSync{Enable: s.Enable, RPCServers: s.RPCServers, TrustHeight: s.TrustHeight}
+	if s.snapshotInterval() < 0 {
+		return out, fmt.Errorf("%s: state_sync.snapshot_interval is negative", ConfigFile)
+	}
+	for name, p := range map[string]struct {
+		in  string
+		out *time.Duration
+	}{"trust_period": {s.TrustPeriod, &out.TrustPeriod}, "discovery_time": {s.DiscoveryTime, &out.DiscoveryTime}} {
+		if p.in == "" {
+			continue
+		}
+		d, err := time.ParseDuration(p.in)
+		if err != nil {
+			return out, fmt.Errorf("%s: state_sync.%s: %w", ConfigFile, name, err)
+		}
+		*p.out = d
+	}
+	if !s.Enable {
+		return out, nil
+	}
+	h, err := hex.DecodeString(s.TrustHash)
+	if err != nil || len(h) != 32 {
+		return out, fmt.Errorf("%s: state_sync.trust_hash must be the 64 hex digits of a block hash, from a node you trust", ConfigFile)
+	}
+	out.TrustHash = h
+	if len(s.RPCServers) < 2 {
+		return out, fmt.Errorf("%s: state_sync.rpc_servers must name at least two nodes' comet_rpc (http://host:port)", ConfigFile)
+	}
+	if s.TrustHeight < 1 {
+		return out, fmt.Errorf("%s: state_sync.trust_height is not set", ConfigFile)
+	}
+	return out, nil
+}
+
+// encode writes the section as a documented part of imi.toml.
+func (s *StateSyncConfig) encode() string {
+	var b strings.Builder
+	b.WriteString(stateSyncHeader)
+	if s.SnapshotInterval != nil {
+		fmt.Fprintf(&b, "snapshot_interval = %d\n", *s.SnapshotInterval)
+	} else {
+		fmt.Fprintf(&b, "# snapshot_interval = %d\n", DefaultSnapshotInterval)
+	}
+	fmt.Fprintf(&b, "comet_rpc = %s\n", q(s.CometRPC))
+	b.WriteString(stateSyncJoinHeader)
+	fmt.Fprintf(&b, "enable = %t\nrpc_servers = [%s]\ntrust_height = %d\ntrust_hash = %s\n",
+		s.Enable, quoteList(s.RPCServers), s.TrustHeight, q(s.TrustHash))
+	if s.TrustPeriod != "" {
+		fmt.Fprintf(&b, "trust_period = %s\n", q(s.TrustPeriod))
+	} else {
+		b.WriteString("# trust_period = \"168h\"\n")
+	}
+	if s.DiscoveryTime != "" {
+		fmt.Fprintf(&b, "discovery_time = %s\n", q(s.DiscoveryTime))
+	} else {
+		b.WriteString("# discovery_time = \"15s\"\n")
+	}
+	return b.String()
+}
+
+// encodeFile is c as imi.toml: encode's settings and [genesis], with the
+// [state_sync] section between the two, next to the settings it belongs
+// with rather than after the founding state.
+func (c *Config) encodeFile() []byte {
+	b := c.encode()
+	at := bytes.Index(b, []byte("\n# The founding state of the network."))
+	if at < 0 {
+		at = bytes.Index(b, []byte("\n[genesis]\n"))
+	}
+	if at < 0 {
+		at = len(b)
+	}
+	out := slices.Concat(b[:at], []byte(c.StateSync.encode()), b[at:])
+	return out
+}
+
+const stateSyncHeader = `
+# State sync: a node that joins a long chain restores a recent snapshot of
+# the ledger's state from its peers instead of replaying every block.
+#
+# Serving: a snapshot is taken after every snapshot_interval blocks (absent:
+# 1000; 0: none) and the last two are kept under state/snapshots/; comet_rpc
+# serves CometBFT's RPC (tcp://host:port; empty: off), from which joining
+# nodes read signed headers. Keep comet_rpc on loopback or a private network.
+[state_sync]
+`
+
+const stateSyncJoinHeader = `
+# Joining: with enable = true a node that has no blocks yet starts from the
+# newest snapshot its peers offer, checked by a light client against at least
+# two rpc_servers (other nodes' comet_rpc, as http://host:port) from the block
+# trust_height whose hash is trust_hash. Take both from a node you trust:
+#   imi status --json --node URL   (chain.latest_height, chain.latest_block_hash)
+# trust_period (default 168h) bounds the age of that block; discovery_time
+# (default 15s, at least 5s) is how long to gather snapshot offers. A node that
+# state synced has no blocks, and no transaction results, before the snapshot.
+`
 
 // GenesisConfig is the founding state of the district.
 type GenesisConfig struct {
@@ -202,7 +366,19 @@ func (c *Config) nodeConfig(home string) (node.Config, error) {
 		}
 		nc.TimeoutCommit = d
 	}
+	nc.CometRPCListen = c.StateSync.CometRPC
+	ss, err := c.StateSync.nodeStateSync()
+	if err != nil {
+		return nc, err
+	}
+	nc.StateSync = ss
 	return nc, nil
+}
+
+// snapshotConfig is where and how often the ledger of the node in home
+// takes snapshots.
+func (c *Config) snapshotConfig(home string) ledger.SnapshotConfig {
+	return ledger.SnapshotConfig{Dir: filepath.Join(home, "state", "snapshots"), Interval: c.StateSync.snapshotInterval()}
 }
 
 // loopbackListen reports whether CometBFT's listen address (tcp://host:port,

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	cmtjson "github.com/cometbft/cometbft/libs/json"
@@ -91,6 +92,26 @@ func Run(ctx context.Context, home string, opts RunOptions) error {
 		return err
 	}
 	defer app.Close()
+	// Before the node starts: its handshake may replay blocks due for one.
+	if err := app.EnableSnapshots(cfg.snapshotConfig(home)); err != nil {
+		return err
+	}
+	if nc.CometRPCListen != "" {
+		err := portFree(nc.CometRPCListen)
+		switch {
+		case errors.Is(err, syscall.EADDRINUSE):
+			// The RPC serves other nodes' light clients, not this node: a
+			// node whose port is taken (a copy of a home started beside
+			// the original, say) runs without it rather than not at all.
+			log.Error("not serving CometBFT's RPC; nodes joining by state sync cannot use this node as an rpc_server", "comet_rpc", nc.CometRPCListen, "err", err)
+			nc.CometRPCListen = ""
+		case err != nil:
+			return fmt.Errorf("%s: state_sync.comet_rpc: %w", ConfigFile, err)
+		}
+	}
+	if nc.StateSync.Enable && app.Height() == 0 {
+		log.Info("joining by state sync", "rpc_servers", strings.Join(nc.StateSync.RPCServers, ","), "trust_height", nc.StateSync.TrustHeight)
+	}
 	n, err := node.Start(ctx, nc, app, log.With("module", "cometbft"))
 	if err != nil {
 		return fmt.Errorf("couldn't start the node: %w", err)
@@ -151,6 +172,15 @@ func Run(ctx context.Context, home string, opts RunOptions) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// portFree reports whether CometBFT could listen on addr (tcp://host:port).
+func portFree(addr string) error {
+	ln, err := net.Listen("tcp", strings.TrimPrefix(addr, "tcp://"))
+	if err != nil {
+		return err
+	}
+	return ln.Close()
 }
 
 // NewChain adapts a running node to what the API needs.

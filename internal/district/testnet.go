@@ -30,9 +30,16 @@ const (
 	// TestnetPower is the voting power of each testnet validator.
 	TestnetPower = 10
 	// p2pPortOffset separates a node's P2P port from its HTTP port, and so
-	// bounds the number of nodes.
+	// bounds the number of nodes; rpcPortOffset its CometBFT RPC port.
 	p2pPortOffset   = 100
+	rpcPortOffset   = 200
 	maxTestnetNodes = p2pPortOffset
+	// DefaultTestnetSnapshotInterval: a testnet makes a block or two a
+	// second, so a snapshot every minute or so.
+	DefaultTestnetSnapshotInterval = 100
+	// testnetDiscoveryTime is how long a node joining a testnet by state
+	// sync gathers snapshot offers: its peers are on this host.
+	testnetDiscoveryTime = "5s"
 )
 
 // TestnetOptions configures WriteTestnet.
@@ -45,10 +52,14 @@ type TestnetOptions struct {
 	Standby int
 	// ChainID names the network. Default: DefaultTestnetChainID.
 	ChainID string
-	// BasePort places the nodes: node i serves HTTP on 127.0.0.1:BasePort+i
-	// and listens for peers on 127.0.0.1:BasePort+100+i. Default:
-	// DefaultTestnetBasePort.
+	// BasePort places the nodes: node i serves HTTP on 127.0.0.1:BasePort+i,
+	// listens for peers on 127.0.0.1:BasePort+100+i, and serves CometBFT's
+	// RPC, for nodes joining by state sync, on 127.0.0.1:BasePort+200+i.
+	// Default: DefaultTestnetBasePort.
 	BasePort int
+	// SnapshotInterval is every node's [state_sync] snapshot_interval.
+	// Default: DefaultTestnetSnapshotInterval; negative: no snapshots.
+	SnapshotInterval int64
 	// GenesisTime is the time of the first block; the caller decides it,
 	// and must set it.
 	GenesisTime time.Time
@@ -66,6 +77,9 @@ type TestnetNode struct {
 	// HTTP and P2P are the node's API and peer addresses, host:port.
 	HTTP string `json:"http"`
 	P2P  string `json:"p2p"`
+	// RPC is where the node serves CometBFT's RPC, host:port: what the
+	// rpc_servers of a node joining by state sync name.
+	RPC string `json:"rpc,omitempty"`
 	// NodeID is the node's CometBFT ID, as peers name it.
 	NodeID string `json:"node_id"`
 	// ValidatorKey is the node's Ed25519 consensus public key.
@@ -142,8 +156,8 @@ func WriteTestnet(dir string, o TestnetOptions) ([]TestnetNode, error) {
 		return nil, errors.New("negative number of standby nodes")
 	case total > maxTestnetNodes:
 		return nil, fmt.Errorf("at most %d nodes: P2P ports are %d above HTTP ports", maxTestnetNodes, p2pPortOffset)
-	case o.BasePort < 1 || o.BasePort+p2pPortOffset+total-1 > 65535:
-		return nil, fmt.Errorf("base port %d leaves no room for %d nodes (ports up to base+%d)", o.BasePort, total, p2pPortOffset+total-1)
+	case o.BasePort < 1 || o.BasePort+rpcPortOffset+total-1 > 65535:
+		return nil, fmt.Errorf("base port %d leaves no room for %d nodes (ports up to base+%d)", o.BasePort, total, rpcPortOffset+total-1)
 	case len(o.ChainID) > cmttypes.MaxChainIDLen:
 		return nil, fmt.Errorf("chain ID longer than %d bytes", cmttypes.MaxChainIDLen)
 	case o.GenesisTime.IsZero():
@@ -162,6 +176,7 @@ func WriteTestnet(dir string, o TestnetOptions) ([]TestnetNode, error) {
 		n.AuthorityID = a.id
 		n.HTTP = net.JoinHostPort("127.0.0.1", strconv.Itoa(o.BasePort+i))
 		n.P2P = net.JoinHostPort("127.0.0.1", strconv.Itoa(o.BasePort+p2pPortOffset+i))
+		n.RPC = net.JoinHostPort("127.0.0.1", strconv.Itoa(o.BasePort+rpcPortOffset+i))
 		n.Validator = i < o.Validators
 		if err := os.Mkdir(n.Home, 0o700); err != nil {
 			return nil, fmt.Errorf("couldn't create %s: %w", n.Home, err)
@@ -206,7 +221,8 @@ func WriteTestnet(dir string, o TestnetOptions) ([]TestnetNode, error) {
 			}
 		}
 		c.PersistentPeers = strings.Join(peers, ",")
-		if err := os.WriteFile(filepath.Join(n.Home, ConfigFile), c.encode(), 0o600); err != nil {
+		c.StateSync = testnetStateSync(o, n, nodes[:o.Validators])
+		if err := os.WriteFile(filepath.Join(n.Home, ConfigFile), c.encodeFile(), 0o600); err != nil {
 			return nil, fmt.Errorf("couldn't write configuration: %w", err)
 		}
 		// The genesis as Run will read it, from the file just written.
@@ -241,6 +257,31 @@ func WriteTestnet(dir string, o TestnetOptions) ([]TestnetNode, error) {
 		return nil, fmt.Errorf("couldn't write %s: %w", TestnetIndexFile, err)
 	}
 	return nodes, nil
+}
+
+// testnetStateSync is the [state_sync] section of node n: every node takes
+// snapshots and serves CometBFT's RPC on loopback, and names two founding
+// nodes' RPC (the same one twice if there is only one) for when it joins
+// by state sync. Joining is off: the operator turns it on for a node not
+// yet started, with a trusted height and hash from a running node.
+func testnetStateSync(o TestnetOptions, n TestnetNode, founders []TestnetNode) StateSyncConfig {
+	iv := o.SnapshotInterval
+	switch {
+	case iv == 0:
+		iv = DefaultTestnetSnapshotInterval
+	case iv < 0:
+		iv = 0
+	}
+	s := StateSyncConfig{SnapshotInterval: &iv, CometRPC: "tcp://" + n.RPC, DiscoveryTime: testnetDiscoveryTime, RPCServers: []string{}}
+	for _, f := range founders {
+		if f.Name != n.Name && len(s.RPCServers) < 2 {
+			s.RPCServers = append(s.RPCServers, "http://"+f.RPC)
+		}
+	}
+	if len(s.RPCServers) == 1 {
+		s.RPCServers = append(s.RPCServers, s.RPCServers[0])
+	}
+	return s
 }
 
 // emptyDir creates dir, or checks that it exists and is empty.

@@ -67,6 +67,13 @@ type App struct {
 	// and the bytes. Losing an entry costs only a verification.
 	sigsMu sync.Mutex
 	sigs   map[[32]byte]key.Public
+
+	// State sync (snapshot.go): dir is the state directory ("" in memory),
+	// snaps the snapshots taken and served (nil: none), restore the
+	// snapshot being restored. restore is touched by ABCI calls only.
+	dir     string
+	snaps   *snapshotStore
+	restore *restore
 }
 
 // maxSigs bounds the signature cache; about two mempools' worth.
@@ -120,7 +127,16 @@ func Open(dir string, log *slog.Logger, m *Metrics) (*App, error) {
 		db.Close()
 		return nil, fmt.Errorf("couldn't open transaction results database: %w", err)
 	}
-	return newApp(idb.NewWrapper(db), idb.NewWrapper(rdb), log, m)
+	sdb := idb.NewWrapper(db)
+	if err := clearUnfinishedRestore(dir, sdb); err != nil {
+		return nil, errors.Join(err, db.Close(), rdb.Close())
+	}
+	a, err := newApp(sdb, idb.NewWrapper(rdb), log, m)
+	if err != nil {
+		return nil, err
+	}
+	a.dir = dir
+	return a, nil
 }
 
 // OpenMemory opens an in-memory state, for tests and tools.
@@ -145,7 +161,10 @@ func newApp(db, results idb.DB, log *slog.Logger, m *Metrics) (*App, error) {
 }
 
 // Close releases the database.
-func (a *App) Close() error { return errors.Join(a.db.Close(), a.results.Close()) }
+func (a *App) Close() error {
+	a.closeSnapshots()
+	return errors.Join(a.db.Close(), a.results.Close())
+}
 
 // refreshLatest points readers at the newest version. The caller holds
 // a.mu for writing, or is the constructor.
@@ -531,6 +550,7 @@ func (a *App) Commit(context.Context, *abci.RequestCommit) (*abci.ResponseCommit
 	a.metrics.committed(a.tree.Version(), len(a.staged))
 	a.waiters.notify(a.staged)
 	a.staged = a.staged[:0]
+	a.snapshotAfterCommit(a.tree.Version())
 	return &abci.ResponseCommit{}, nil
 }
 

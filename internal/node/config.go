@@ -1,10 +1,13 @@
 package node
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"time"
 
 	cmtcfg "github.com/cometbft/cometbft/config"
@@ -18,6 +21,8 @@ const (
 	DefaultEmptyBlocksInterval = 1 * time.Second
 	DefaultMempoolSize         = 50_000
 	DefaultMaxTxBytes          = 64 << 10
+	DefaultTrustPeriod         = 168 * time.Hour
+	DefaultDiscoveryTime       = 15 * time.Second
 )
 
 // Config is the node's configuration manual. Home is required; every other
@@ -81,9 +86,17 @@ type Config struct {
 	MaxTxBytes int
 
 	// CometRPCListen, if set (for example "tcp://127.0.0.1:26657"), serves
-	// CometBFT's own JSON-RPC there, for debugging and CometBFT tooling.
+	// CometBFT's own JSON-RPC there, for debugging and CometBFT tooling,
+	// and for the light clients of nodes that join by state sync (see
+	// StateSync.RPCServers). Keep it on loopback or a private network: it
+	// also takes transactions and reveals the node's view of its peers.
 	// Default: empty, off: residents and apps use IMI's HTTP API.
 	CometRPCListen string
+
+	// StateSync lets a node with no chain data start from a snapshot of the
+	// application state that its peers serve, instead of executing every
+	// block since genesis. Default: off.
+	StateSync StateSync
 
 	// LogLevel is the lowest level of CometBFT's own log lines passed to the
 	// slog.Logger given to Start. CometBFT's debug lines map to
@@ -98,6 +111,39 @@ type Config struct {
 	// must share a chain ID, and they share the metrics: that only happens
 	// in tests.
 	Metrics bool
+}
+
+// StateSync configures CometBFT's state sync. It is used only while the
+// node has no blocks: once it has synced (or started from genesis), the
+// node goes on from its own data and ignores these settings.
+//
+// The node finds snapshots among its peers (the application must serve
+// them, see ledger.App.EnableSnapshots), picks the newest, and restores
+// it. Its light client checks the app hash of the snapshot's height
+// against headers it fetches from RPCServers, starting from the one header
+// the operator trusts: TrustHeight and TrustHash, taken from a node the
+// operator trusts (GET /v1/status's chain.latest_height and
+// chain.latest_block_hash, or GET /v1/blocks/{h}/commit's
+// commit.block_id.hash). A node that state synced has no blocks below the
+// snapshot's height.
+type StateSync struct {
+	// Enable turns state sync on.
+	Enable bool
+	// RPCServers are CometBFT RPC addresses ("http://host:port") of nodes
+	// of the network (their CometRPCListen); CometBFT wants at least two,
+	// the light client's primary and a witness it cross-checks.
+	RPCServers []string
+	// TrustHeight and TrustHash (the 32-byte header hash of that block) are
+	// the light client's root of trust.
+	TrustHeight int64
+	TrustHash   []byte
+	// TrustPeriod is how old the trusted header may be. Default:
+	// DefaultTrustPeriod.
+	TrustPeriod time.Duration
+	// DiscoveryTime is how long the node collects snapshot offers from its
+	// peers before it picks one; at least 5 s. Default:
+	// DefaultDiscoveryTime.
+	DiscoveryTime time.Duration
 }
 
 // cometHome is the directory CometBFT treats as its root.
@@ -135,6 +181,27 @@ func (c Config) withDefaults() (Config, error) {
 		return c, errors.New("negative mempool size")
 	case c.MaxTxBytes < 0:
 		return c, errors.New("negative maximum transaction size")
+	}
+	if c.StateSync.Enable {
+		ss := &c.StateSync
+		if ss.TrustPeriod == 0 {
+			ss.TrustPeriod = DefaultTrustPeriod
+		}
+		if ss.DiscoveryTime == 0 {
+			ss.DiscoveryTime = DefaultDiscoveryTime
+		}
+		switch {
+		case len(ss.RPCServers) < 2 || slices.Contains(ss.RPCServers, ""):
+			return c, errors.New("state sync needs at least two RPC servers")
+		case ss.TrustHeight < 1:
+			return c, errors.New("state sync needs a trusted height")
+		case len(ss.TrustHash) != sha256.Size:
+			return c, fmt.Errorf("state sync needs the %d-byte hash of the trusted block", sha256.Size)
+		case ss.TrustPeriod < 0:
+			return c, errors.New("negative state sync trust period")
+		case ss.DiscoveryTime < 5*time.Second:
+			return c, errors.New("state sync discovery time shorter than 5s")
+		}
 	}
 	return c, nil
 }
@@ -179,6 +246,19 @@ func (c Config) cometConfig() (*cmtcfg.Config, error) {
 	// proposed again.
 	cc.Mempool.Recheck = true
 	cc.Mempool.Broadcast = true
+
+	if c.StateSync.Enable {
+		ss := c.StateSync
+		cc.StateSync.Enable = true
+		cc.StateSync.RPCServers = slices.Clone(ss.RPCServers)
+		cc.StateSync.TrustHeight = ss.TrustHeight
+		cc.StateSync.TrustHash = hex.EncodeToString(ss.TrustHash)
+		cc.StateSync.TrustPeriod = ss.TrustPeriod
+		cc.StateSync.DiscoveryTime = ss.DiscoveryTime
+		// Chunks are spooled beside the node's databases, not in the
+		// system's temporary directory, which may be small or in memory.
+		cc.StateSync.TempDir = cc.DBDir()
+	}
 
 	// The app keeps its own transaction records; CometBFT's indexer would
 	// only duplicate them on disk.

@@ -1,7 +1,9 @@
 package node
 
 import (
+	"bytes"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -95,10 +97,71 @@ func TestConfigInvalid(t *testing.T) {
 		{"negative mempool", Config{Home: "h", MempoolSize: -1}},
 		{"negative tx size", Config{Home: "h", MaxTxBytes: -1}},
 		{"long chain ID", Config{Home: "h", ChainID: "123456789012345678901234567890123456789012345678901"}},
+		{"state sync, one RPC server", Config{Home: "h", StateSync: goodStateSync(func(s *StateSync) { s.RPCServers = s.RPCServers[:1] })}},
+		{"state sync, empty RPC server", Config{Home: "h", StateSync: goodStateSync(func(s *StateSync) { s.RPCServers[1] = "" })}},
+		{"state sync, no trusted height", Config{Home: "h", StateSync: goodStateSync(func(s *StateSync) { s.TrustHeight = 0 })}},
+		{"state sync, short trusted hash", Config{Home: "h", StateSync: goodStateSync(func(s *StateSync) { s.TrustHash = s.TrustHash[:20] })}},
+		{"state sync, negative trust period", Config{Home: "h", StateSync: goodStateSync(func(s *StateSync) { s.TrustPeriod = -time.Hour })}},
+		{"state sync, short discovery", Config{Home: "h", StateSync: goodStateSync(func(s *StateSync) { s.DiscoveryTime = time.Second })}},
 	}
 	for _, tt := range tests {
 		if _, err := tt.cfg.withDefaults(); err == nil {
 			t.Errorf("%s: withDefaults succeeded", tt.name)
+		}
+	}
+}
+
+// goodStateSync is a valid state sync setting, changed by f.
+func goodStateSync(f func(*StateSync)) StateSync {
+	s := StateSync{
+		Enable:      true,
+		RPCServers:  []string{"http://10.0.0.2:26657", "http://10.0.0.3:26657"},
+		TrustHeight: 1200,
+		TrustHash:   bytes.Repeat([]byte{0xab}, 32),
+	}
+	f(&s)
+	return s
+}
+
+func TestConfigStateSync(t *testing.T) {
+	// Off by default; the settings are ignored while it is off.
+	cfg, err := Config{Home: "/srv/imi", StateSync: StateSync{RPCServers: []string{"x"}}}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := cfg.cometConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cc.StateSync.Enable || len(cc.StateSync.RPCServers) != 0 {
+		t.Errorf("state sync off, but CometBFT's is %+v", cc.StateSync)
+	}
+
+	cfg, err = Config{Home: "/srv/imi", StateSync: goodStateSync(func(*StateSync) {})}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err = cfg.cometConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss := cc.StateSync
+	tests := []struct {
+		name      string
+		got, want any
+	}{
+		{"enable", ss.Enable, true},
+		{"rpc servers", strings.Join(ss.RPCServers, ","), "http://10.0.0.2:26657,http://10.0.0.3:26657"},
+		{"trust height", ss.TrustHeight, int64(1200)},
+		{"trust hash", ss.TrustHash, strings.Repeat("ab", 32)},
+		{"trust period", ss.TrustPeriod, DefaultTrustPeriod},
+		{"discovery time", ss.DiscoveryTime, DefaultDiscoveryTime},
+		{"chunk spool", ss.TempDir, filepath.Join("/srv/imi", "comet", "data")},
+		{"chunk fetchers", ss.ChunkFetchers, int32(4)},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s = %v, want %v", tt.name, tt.got, tt.want)
 		}
 	}
 }
