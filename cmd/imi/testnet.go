@@ -118,6 +118,9 @@ Watch the network (height, last block, peers, validators, catching up):
 To make %s a validator (after the chain has started):
   1. Start its node; it catches up by block sync and follows the chain:
        imi node --home %s
+     On a long chain, state-sync instead: in its imi.toml [state_sync] set
+     enable = true and trust_height / trust_hash from a running node
+     (imi status --json: chain.latest_height, chain.latest_block_hash).
   2. %s proposes it (the proposal is its first approval):
        imi authority propose --as %s --home %s --node http://%s \
          --action add_authority --id %s --name-zh %s --name-en %s \
