@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,30 +20,34 @@ import (
 func init() {
 	register(&command{
 		name:    "bench",
-		summary: "measure registrations committed per second by a local network, against CometBFT's kvstore",
-		usage:   "[--app imi|kvstore|both] [--validators V] [--topology mesh|star] [--submit node0|round-robin] [--join] [--n N] [--runs R] [--workers W] [--inflight F] [--timeout-commit D] [--http] [--clients C] [--dir DIR] [--trace] [--cpuprofile FILE]",
+		summary: "measure registrations or access records committed per second by a local network, against CometBFT's kvstore",
+		usage:   "[--app imi|kvstore|access|both|APP,APP...] [--consents P] [--validators V] [--topology mesh|star] [--submit node0|round-robin] [--join] [--n N] [--runs R] [--workers W] [--inflight F] [--timeout-commit D] [--http] [--clients C] [--dir DIR] [--trace] [--cpuprofile FILE]",
 		examples: `  imi bench                                  # 3 runs of 100,000 txs each for imi and kvstore, alternating
   imi bench --app imi --n 20000 --runs 1 --cpuprofile imi.prof
   go tool pprof -top imi.prof
   imi bench --http --clients 1024            # also registrations through POST /v1/txs
   imi bench --validators 4 --n 100000        # a four-validator network in this process
-  imi bench --app imi --n 1000000 --runs 1 --join   # then time a new node's block sync of the chain`,
+  imi bench --app imi --n 1000000 --runs 1 --join   # then time a new node's block sync of the chain
+  imi bench --app access --n 2000 --runs 3   # access records, 128 a transaction, under 10,000 standing consents
+  imi bench --app access,kvstore --n 2000    # the same, alternating with kvstore runs of as many transactions`,
 		run: runBench,
 	})
 }
 
 // benchJob is one app and path to measure, with its load.
 type benchJob struct {
-	name    string
-	load    *bench.Load
-	path    string
-	results []bench.Result
+	name     string
+	load     *bench.Load
+	path     string
+	inflight int
+	results  []bench.Result
 }
 
 func runBench(ctx context.Context, e *env, args []string) error {
 	c := find("bench")
 	fs := c.flags(e)
-	appFlag := fs.String("app", "both", "application: imi (resident registrations), kvstore (CometBFT's example app, the engine's ceiling) or both")
+	appFlag := fs.String("app", "both", "application: imi (resident registrations), kvstore (CometBFT's example app, the engine's ceiling), access (IMI's ledger recording access records), both (imi and kvstore), or a comma-separated list")
+	consents := fs.Int("consents", bench.DefaultConsents, "with --app access, residents whose standing consents are committed before timing; the records name them in turn")
 	validators := fs.Int("validators", 1, fmt.Sprintf("validator nodes of equal power, in this process on loopback, fully peered (1 to %d)", bench.MaxValidators))
 	topology := fs.String("topology", bench.TopologyMesh, "how validators peer: mesh (each with every other, as imi testnet writes them) or star (each with node 0 only)")
 	submit := fs.String("submit", bench.SubmitFirst, "where the node path submits: node0 (all to node 0, gossip to the rest) or round-robin (stream s to node s mod V)")
@@ -50,7 +55,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	n := fs.Int("n", 100_000, "transactions per run")
 	runs := fs.Int("runs", 3, "runs per app; the median is reported")
 	workers := fs.Int("workers", 16, "submitting goroutines on the node path; for imi one registrar lane each (at most 256)")
-	inflight := fs.Int("inflight", bench.DefaultInFlight, "most transactions submitted and not yet committed, node path (keep below the mempool's "+fmt.Sprint(node.DefaultMempoolSize)+")")
+	inflight := fs.Int("inflight", bench.DefaultInFlight, "most transactions submitted and not yet committed, node path (keep below the mempool's "+fmt.Sprint(node.DefaultMempoolSize)+"); access loads default to "+fmt.Sprint(bench.DefaultAccessInFlight))
 	timeoutCommit := fs.Duration("timeout-commit", node.DefaultTimeoutCommit, "the node's pause after each block")
 	httpPath := fs.Bool("http", false, "also measure imi through the HTTP API (POST /v1/txs on loopback)")
 	clients := fs.Int("clients", 1024, "concurrent HTTP clients with --http, one registrar lane each (256 lanes per registrar)")
@@ -60,18 +65,15 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	var apps []bench.App
-	switch *appFlag {
-	case "both":
-		apps = []bench.App{bench.IMI, bench.KVStore}
-	case "imi", "kvstore":
-		apps = []bench.App{bench.App(*appFlag)}
-	default:
-		return fmt.Errorf("%w: --app %q: use imi, kvstore or both", errUsage, *appFlag)
+	inflightSet := false
+	fs.Visit(func(f *flag.Flag) { inflightSet = inflightSet || f.Name == "inflight" })
+	apps, err := parseApps(*appFlag)
+	if err != nil {
+		return err
 	}
 	switch {
-	case *n <= 0, *runs <= 0, *inflight <= 0, *clients <= 0:
-		return fmt.Errorf("%w: --n, --runs, --inflight and --clients must be positive", errUsage)
+	case *n <= 0, *runs <= 0, *inflight <= 0, *clients <= 0, *consents <= 0:
+		return fmt.Errorf("%w: --n, --runs, --inflight, --clients and --consents must be positive", errUsage)
 	case *workers <= 0 || *workers > 256:
 		return fmt.Errorf("%w: --workers must be between 1 and 256", errUsage)
 	case *validators < 1 || *validators > bench.MaxValidators:
@@ -84,7 +86,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("%w: --inflight must stay below the mempool size, %d", errUsage, node.DefaultMempoolSize)
 	}
 	if *httpPath && !slices.Contains(apps, bench.IMI) {
-		return fmt.Errorf("%w: --http measures imi; leave out --app kvstore", errUsage)
+		return fmt.Errorf("%w: --http measures imi through the API: name imi in --app", errUsage)
 	}
 
 	fmt.Fprintf(e.stdout, "imi bench: %d CPUs (GOMAXPROCS %d), %s; %d runs of %d transactions per app\n",
@@ -108,19 +110,31 @@ func runBench(ctx context.Context, e *env, args []string) error {
 			streams = *clients
 		}
 		t0 := time.Now()
-		l, err := bench.NewLoad(bench.App(j.name), *n, streams)
+		var l *bench.Load
+		if bench.App(j.name) == bench.Access {
+			l, err = bench.NewAccessLoad(*n, streams, *consents)
+		} else {
+			l, err = bench.NewLoad(bench.App(j.name), *n, streams)
+		}
 		if err != nil {
 			return err
 		}
-		j.load = l
+		j.load, j.inflight = l, *inflight
+		if l.App() == bench.Access && !inflightSet {
+			j.inflight = bench.DefaultAccessInFlight
+		}
 		fmt.Fprintf(e.stdout, "made %d %s transactions (%d bytes on average, %d streams) in %v, before timing\n",
 			l.Len(), j.name, l.AvgBytes(), l.Streams(), time.Since(t0).Round(time.Millisecond))
+		if l.Records() > 0 {
+			fmt.Fprintf(e.stdout, "  %d access records, %d a transaction, naming %d residents in turn; each run first commits their %d standing consents, untimed; in flight ≤ %d\n",
+				l.Len()*l.Records(), l.Records(), l.Setup(), l.Setup(), j.inflight)
+		}
 	}
 
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	cfg := bench.Config{
 		Validators: *validators, Topology: *topology, Submit: *submit, Join: *join,
-		InFlight: *inflight, TimeoutCommit: *timeoutCommit, Dir: *dir, Log: log,
+		TimeoutCommit: *timeoutCommit, Dir: *dir, Log: log,
 	}
 	if *trace {
 		cfg.Trace = e.stdout
@@ -132,7 +146,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		// doesn't always hit the same app.
 		for k := range jobs {
 			j := jobs[(k+r)%len(jobs)]
-			cfg.Path = j.path
+			cfg.Path, cfg.InFlight = j.path, j.inflight
 			res, err := bench.Run(ctx, j.load, cfg)
 			if err != nil {
 				return fmt.Errorf("run %d of %s (%s): %w", r+1, j.name, j.path, err)
@@ -143,6 +157,10 @@ func runBench(ctx context.Context, e *env, args []string) error {
 				res.TxBlocks, res.AvgPerBlock(), res.Retries)
 			if res.Rejected > 0 {
 				fmt.Fprintf(e.stdout, "     %d rejected in blocks; the first: %s\n", res.Rejected, res.FirstRejection)
+			}
+			if j.load.Records() > 0 {
+				fmt.Fprintf(e.stdout, "     %d access records committed: %.0f records/s; all allowed in %d residents' logs on every node; the consents took %.1f s before timing\n",
+					res.Records, res.RecordsPerSecond, min(j.load.Setup(), bench.AccessChecked), res.Setup.Seconds())
 			}
 			if *validators > 1 {
 				fmt.Fprintf(e.stdout, "     all %d nodes at height %d, app hash %X\n", *validators, res.Height, res.AppHash)
@@ -161,11 +179,16 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		sums[j.name+"/"+j.path] = s
 		fmt.Fprintf(e.stdout, "  %-8s %-5s %10.0f /s   p50 %s  p99 %s  %6.0f txs/block\n",
 			j.name, j.path, s.PerSecond, ms(s.P50), ms(s.P99), s.AvgPerBlock)
+		if j.load.Records() > 0 {
+			fmt.Fprintf(e.stdout, "  %-8s %-5s %10.0f records/s\n", j.name, j.path, s.RecordsPerSecond)
+		}
 	}
-	imi, okI := sums["imi/node"]
-	kv, okK := sums["kvstore/node"]
-	if okI && okK {
-		fmt.Fprintf(e.stdout, "  imi/kvstore      %10.3f   (of the medians; per run: %s)\n", imi.PerSecond/kv.PerSecond, ratios(jobs))
+	if kv, ok := sums["kvstore/node"]; ok {
+		for _, app := range []string{"imi", "access"} {
+			if s, ok := sums[app+"/node"]; ok {
+				fmt.Fprintf(e.stdout, "  %-16s %10.3f   (of the medians; per run: %s)\n", app+"/kvstore", s.PerSecond/kv.PerSecond, ratios(jobs, app))
+			}
+		}
 	}
 
 	if *cpuprofile != "" {
@@ -174,9 +197,9 @@ func runBench(ctx context.Context, e *env, args []string) error {
 				continue
 			}
 			path := *cpuprofile
-			if j.name == string(bench.KVStore) && len(apps) > 1 {
+			if j.name != string(apps[0]) {
 				ext := filepath.Ext(path)
-				path = strings.TrimSuffix(path, ext) + "-kvstore" + ext
+				path = strings.TrimSuffix(path, ext) + "-" + j.name + ext
 			}
 			if err := profileRun(ctx, e.stdout, j, cfg, path); err != nil {
 				return err
@@ -184,6 +207,25 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	return nil
+}
+
+// parseApps reads --app: one app, both (imi and kvstore), or a list.
+func parseApps(flag string) ([]bench.App, error) {
+	if flag == "both" {
+		return []bench.App{bench.IMI, bench.KVStore}, nil
+	}
+	var apps []bench.App
+	for name := range strings.SplitSeq(flag, ",") {
+		app := bench.App(name)
+		switch {
+		case app != bench.IMI && app != bench.KVStore && app != bench.Access:
+			return nil, fmt.Errorf("%w: --app %q: use imi, kvstore, access, both, or a list of them", errUsage, flag)
+		case slices.Contains(apps, app):
+			return nil, fmt.Errorf("%w: --app %q names %s twice", errUsage, flag, app)
+		}
+		apps = append(apps, app)
+	}
+	return apps, nil
 }
 
 // describeNetwork says what a run's network is.
@@ -200,8 +242,11 @@ func describeNetwork(validators int, topology, submit string) string {
 
 // txNoun names an app's transactions.
 func txNoun(app string) string {
-	if app == string(bench.IMI) {
+	switch bench.App(app) {
+	case bench.IMI:
 		return "registrations"
+	case bench.Access:
+		return "record_access transactions"
 	}
 	return "transactions"
 }
@@ -218,7 +263,7 @@ func profileRun(ctx context.Context, w io.Writer, j *benchJob, cfg bench.Config,
 			err = fmt.Errorf("couldn't write CPU profile: %w", cerr)
 		}
 	}()
-	cfg.Path, cfg.Profile, cfg.Join = j.path, f, false
+	cfg.Path, cfg.InFlight, cfg.Profile, cfg.Join = j.path, j.inflight, f, false
 	res, err := bench.Run(ctx, j.load, cfg)
 	if err != nil {
 		return fmt.Errorf("profiled run of %s: %w", j.name, err)
@@ -228,20 +273,20 @@ func profileRun(ctx context.Context, w io.Writer, j *benchJob, cfg bench.Config,
 	return nil
 }
 
-// ratios lists imi/kvstore for each run, paired in order.
-func ratios(jobs []*benchJob) string {
-	var imi, kv []bench.Result
+// ratios lists app/kvstore for each run, paired in order.
+func ratios(jobs []*benchJob, app string) string {
+	var got, kv []bench.Result
 	for _, j := range jobs {
 		switch {
-		case j.name == "imi" && j.path == bench.PathNode:
-			imi = j.results
+		case j.name == app && j.path == bench.PathNode:
+			got = j.results
 		case j.name == "kvstore":
 			kv = j.results
 		}
 	}
 	var out []string
-	for i := range min(len(imi), len(kv)) {
-		out = append(out, fmt.Sprintf("%.3f", imi[i].PerSecond/kv[i].PerSecond))
+	for i := range min(len(got), len(kv)) {
+		out = append(out, fmt.Sprintf("%.3f", got[i].PerSecond/kv[i].PerSecond))
 	}
 	return strings.Join(out, " ")
 }

@@ -4,10 +4,14 @@
 // A run starts a fresh network of one or more validator nodes, all in this
 // process on loopback, each in a temporary home on disk like a district
 // node, around one of two applications under identical node settings:
-// IMI's ledger, loaded with resident registrations, or CometBFT's kvstore
-// example, loaded with key=value pairs of the same size. The kvstore does
-// next to nothing per transaction, so its rate is the consensus engine's
-// ceiling on this machine: what IMI would reach with a free state machine.
+// IMI's ledger, loaded with resident registrations or with batches of
+// access records (App Access), or CometBFT's kvstore example, loaded with
+// key=value pairs of a registration's size. The kvstore does next to
+// nothing per transaction, so its rate is the consensus engine's ceiling
+// on this machine: what IMI would reach with a free state machine.
+//
+// An access load needs its residents' consents on the ledger first. Run
+// commits them in a setup phase before the clock starts.
 //
 // The load is made and signed before timing. The clock runs from the first
 // submission until the block holding the last transaction is committed by
@@ -48,6 +52,9 @@ type App string
 const (
 	IMI     App = "imi"
 	KVStore App = "kvstore"
+	// Access is IMI's ledger loaded with access records, under standing
+	// consents committed before timing.
+	Access App = "access"
 )
 
 // Paths by which transactions reach the node.
@@ -86,7 +93,15 @@ const (
 // Defaults for zero Config fields, and limits.
 const (
 	DefaultInFlight = 25_000
-	DefaultStall    = 2 * time.Minute
+	// DefaultAccessInFlight is the default InFlight of an access load.
+	// Its transactions are batches of 128 records, which the ledger
+	// executes at tens a second: 25,000 in flight would only queue, and
+	// every latency would be the queue's length. 128 batches are what
+	// about a second and a half of the 10,000 records a second aimed for
+	// amount to, enough to have a block's worth checked while the last
+	// block executes.
+	DefaultAccessInFlight = 128
+	DefaultStall          = 2 * time.Minute
 	// MaxValidators bounds Config.Validators: each node of a run holds a
 	// ledger with its own caches in this one process.
 	MaxValidators = 16
@@ -129,7 +144,7 @@ type Config struct {
 	// transactions are submitted and not yet committed. It keeps the
 	// mempool fed yet below its size (node.DefaultMempoolSize), so no
 	// submission is refused as "mempool full" in the steady state.
-	// Default: DefaultInFlight.
+	// Default: DefaultInFlight, DefaultAccessInFlight for an access load.
 	InFlight int
 
 	// TimeoutCommit is the node's pause after each block (see
@@ -174,6 +189,16 @@ type Result struct {
 	Elapsed time.Duration
 	// PerSecond is Committed / Elapsed.
 	PerSecond float64
+
+	// Records is, for an access load, the access records the committed
+	// transactions carried, and RecordsPerSecond is Records / Elapsed;
+	// both are zero for the other apps.
+	Records          int
+	RecordsPerSecond float64
+
+	// Setup is how long committing the load's setup transactions (an
+	// access load's consents) took on every node, before timing started.
+	Setup time.Duration
 
 	// Latency percentiles, submission to commit (HTTP path: request to
 	// answer).
@@ -227,6 +252,9 @@ func Run(ctx context.Context, l *Load, cfg Config) (res Result, err error) {
 	}
 	if cfg.InFlight <= 0 {
 		cfg.InFlight = DefaultInFlight
+		if l.app == Access {
+			cfg.InFlight = DefaultAccessInFlight
+		}
 	}
 	if cfg.Stall <= 0 {
 		cfg.Stall = DefaultStall
@@ -278,6 +306,10 @@ func Run(ctx context.Context, l *Load, cfg Config) (res Result, err error) {
 		return res, err
 	}
 	first := nw.members[0]
+	setupTook, err := setup(ctx, nw, l, cfg.Stall)
+	if err != nil {
+		return res, err
+	}
 
 	var api *apiServer
 	if cfg.Path == PathHTTP {
@@ -365,6 +397,7 @@ func Run(ctx context.Context, l *Load, cfg Config) (res Result, err error) {
 		Retries:     int(retries.Load()),
 
 		FirstRejection: m.firstRejected(),
+		Setup:          setupTook,
 	}
 	var lat []time.Duration
 	var end time.Time
@@ -384,13 +417,15 @@ func Run(ctx context.Context, l *Load, cfg Config) (res Result, err error) {
 	}
 	res.Elapsed = end.Sub(start)
 	res.PerSecond = float64(res.Committed) / res.Elapsed.Seconds()
+	res.Records = res.Committed * l.Records()
+	res.RecordsPerSecond = float64(res.Records) / res.Elapsed.Seconds()
 	res.P50, res.P99, res.Max = percentiles(lat)
 
 	if res.Height, res.AppHash, err = nw.agree(ctx, cfg.Stall); err != nil {
 		return res, err
 	}
 	for i, mb := range nw.members {
-		if err := mb.checkResidents(res.Committed); err != nil {
+		if err := mb.checkState(l, res.Committed); err != nil {
 			return res, fmt.Errorf("node %d: %w", i, err)
 		}
 	}
@@ -465,6 +500,53 @@ func submitNode(ctx context.Context, targets []*member, l *Load, m *meter, sem c
 	}
 	wg.Wait()
 	return context.Cause(ctx)
+}
+
+// setup commits l's setup transactions, untimed: it submits them to node
+// 0, from one goroutine per CPU, and waits until every node has committed
+// them all. It fails if a block refuses one.
+func setup(ctx context.Context, nw *network, l *Load, stall time.Duration) (time.Duration, error) {
+	if len(l.setup) == 0 {
+		return 0, nil
+	}
+	start := time.Now()
+	n := nw.members[0].node
+	var retries atomic.Int64
+	if err := parallel(len(l.setup), func(j int) error {
+		if err := checkTx(ctx, n, l.setup[j], &retries); err != nil {
+			return fmt.Errorf("setup transaction %d: %w", j, err)
+		}
+		return nil
+	}); err != nil {
+		return 0, err
+	}
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	want := int64(len(l.setup))
+	for i, mb := range nw.members {
+		last, lastAt := int64(-1), time.Now()
+		for {
+			if r := mb.meter.firstSetupRejected(); r != "" {
+				return 0, fmt.Errorf("node %d committed %s", i, r)
+			}
+			got := mb.meter.setupSettled.Load()
+			if got >= want {
+				break
+			}
+			now := time.Now()
+			if got != last {
+				last, lastAt = got, now
+			} else if now.Sub(lastAt) > stall {
+				return 0, fmt.Errorf("node %d committed %d of %d setup transactions, then nothing for %v", i, got, want, stall)
+			}
+			select {
+			case <-ctx.Done():
+				return 0, context.Cause(ctx)
+			case <-t.C:
+			}
+		}
+	}
+	return time.Since(start), nil
 }
 
 // retryPause is how long a submitter waits after "mempool full".
@@ -549,12 +631,13 @@ func closeInto(err *error, f func() error) {
 // is the median of that figure over the runs, so it need not come from a
 // single run.
 type Summary struct {
-	App         App
-	Path        string
-	Runs        int
-	PerSecond   float64
-	P50, P99    time.Duration
-	AvgPerBlock float64
+	App              App
+	Path             string
+	Runs             int
+	PerSecond        float64
+	RecordsPerSecond float64 // access loads only
+	P50, P99         time.Duration
+	AvgPerBlock      float64
 }
 
 // Summarize returns the medians of rs, which must share an app and path.
@@ -564,6 +647,7 @@ func Summarize(rs []Result) Summary {
 	}
 	s := Summary{App: rs[0].App, Path: rs[0].Path, Runs: len(rs)}
 	s.PerSecond = median(rs, func(r Result) float64 { return r.PerSecond })
+	s.RecordsPerSecond = median(rs, func(r Result) float64 { return r.RecordsPerSecond })
 	s.P50 = time.Duration(median(rs, func(r Result) float64 { return float64(r.P50) }))
 	s.P99 = time.Duration(median(rs, func(r Result) float64 { return float64(r.P99) }))
 	s.AvgPerBlock = median(rs, Result.AvgPerBlock)

@@ -3,8 +3,11 @@ package bench
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/imi-city/imi/internal/ledger"
 )
 
 // TestRunCommitsEverything runs a tiny load through each app and path and
@@ -56,6 +59,76 @@ func TestRunCommitsEverything(t *testing.T) {
 			}
 			t.Logf("%+v", res)
 		})
+	}
+}
+
+// TestRunAccess runs a tiny access load: the consents are committed before
+// timing, then every batch of access records, which Run checks the ledger
+// stored as allowed on every node (each resident's log, as there are fewer
+// than AccessChecked). Two validators, so the records are judged by a node
+// that didn't check them, and more records than residents, so each
+// resident is read several times.
+func TestRunAccess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts CometBFT nodes")
+	}
+	const n, consents = 20, 200
+	l, err := NewAccessLoad(n, 4, consents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Setup() != consents || l.Records() != ledger.MaxAccessBatch {
+		t.Fatalf("load of %d setup transactions, %d records a transaction; want %d and %d", l.Setup(), l.Records(), consents, ledger.MaxAccessBatch)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, l, Config{
+		Validators:    2,
+		InFlight:      8, // below n: submitters must wait for commits
+		TimeoutCommit: 50 * time.Millisecond,
+		Dir:           t.TempDir(),
+		Log:           testLog(t),
+		Stall:         30 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.App != Access || res.N != n || res.Committed != n || res.Rejected != 0 {
+		t.Errorf("%s: N=%d committed=%d rejected=%d, want %s, %d committed, none rejected", res.App, res.N, res.Committed, res.Rejected, Access, n)
+	}
+	if want := n * ledger.MaxAccessBatch; res.Records != want {
+		t.Errorf("%d records committed, want %d", res.Records, want)
+	}
+	if res.Setup <= 0 || res.RecordsPerSecond <= res.PerSecond {
+		t.Errorf("setup took %v; %.0f records/s, %.0f txs/s: want a setup time and more records than transactions a second", res.Setup, res.RecordsPerSecond, res.PerSecond)
+	}
+	if res.P50 <= 0 || res.P99 < res.P50 || res.Max < res.P99 {
+		t.Errorf("latency p50=%v p99=%v max=%v: not ordered", res.P50, res.P99, res.Max)
+	}
+	t.Logf("%+v", res)
+}
+
+// TestRunAccessDenied checks that Run notices denied records: without its
+// consents, an access load's records all commit, but as denied.
+func TestRunAccessDenied(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a CometBFT node")
+	}
+	l, err := NewAccessLoad(2, 1, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.setup, l.setupIndex = nil, nil
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, err = Run(ctx, l, Config{
+		TimeoutCommit: 50 * time.Millisecond,
+		Dir:           t.TempDir(),
+		Log:           testLog(t),
+		Stall:         30 * time.Second,
+	})
+	if err == nil || !strings.Contains(err.Error(), "as denied ("+ledger.DenyNoConsent+")") {
+		t.Errorf("Run of access records without consents: %v; want an error that they were stored as denied (%s)", err, ledger.DenyNoConsent)
 	}
 }
 

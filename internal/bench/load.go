@@ -48,12 +48,20 @@ const lanes = tx.MaxLanes
 // enters only the genesis), so one Load serves every run.
 type Load struct {
 	app        App
-	registrars []key.Private // IMI: registrar s/lanes signs stream s
+	registrars []key.Private // IMI: registrar s/lanes signs stream s; Access: registrar 0 signs all
 	txs        [][]byte
 	streams    [][]int32
 	// index finds a transaction's position from its bytes, so the
 	// commit meter can tell the load's transactions apart.
 	index map[string]int32
+
+	// setup are transactions Run commits before timing starts, in no
+	// particular order: an access load's consents. setupIndex holds their
+	// bytes, for the meter.
+	setup      [][]byte
+	setupIndex map[string]struct{}
+	// access made an access load's transactions, and knows its residents.
+	access *accessMaker
 }
 
 // NewLoad makes n transactions for app in the given number of streams.
@@ -67,7 +75,27 @@ type Load struct {
 // kvstore transactions are "key=value" pairs, padded to the size of an IMI
 // registration, so both apps move the same bytes through the mempool,
 // blocks and the WAL.
+//
+// Access transactions are batches of access records for DefaultConsents
+// residents; see NewAccessLoad.
 func NewLoad(app App, n, streams int) (*Load, error) {
+	return newLoad(app, n, streams, DefaultConsents)
+}
+
+// NewAccessLoad makes n record_access transactions of ledger.MaxAccessBatch
+// access records each, in the given number of streams (at most 256), and
+// the consents of the residents they name, one standing grant by each
+// resident's pseudonym, to be committed before timing. Record r names
+// resident r mod consents; every record is new and is recorded "allowed"
+// by the service's authority, which reads it at its counter.
+func NewAccessLoad(n, streams, consents int) (*Load, error) {
+	if consents <= 0 {
+		return nil, fmt.Errorf("couldn't make load: %d consents", consents)
+	}
+	return newLoad(Access, n, streams, consents)
+}
+
+func newLoad(app App, n, streams, consents int) (*Load, error) {
 	if n <= 0 {
 		return nil, fmt.Errorf("couldn't make load: %d transactions", n)
 	}
@@ -101,6 +129,29 @@ func NewLoad(app App, n, streams int) (*Load, error) {
 			return nil, err
 		}
 		make1 = func(i int) ([]byte, error) { return kvTx(i, size), nil }
+	case Access:
+		k, err := key.FromSeed(seed(registrarSeedLabel, 0))
+		if err != nil {
+			return nil, err
+		}
+		l.registrars = []key.Private{k}
+		g, err := newAccessMaker(k, streams, consents)
+		if err != nil {
+			return nil, fmt.Errorf("couldn't make load: %w", err)
+		}
+		l.access, make1 = g, g.make
+		l.setup = make([][]byte, consents)
+		if err := parallel(consents, func(j int) error {
+			b, err := g.grant(j)
+			l.setup[j] = b
+			return err
+		}); err != nil {
+			return nil, fmt.Errorf("couldn't make load: %w", err)
+		}
+		l.setupIndex = make(map[string]struct{}, consents)
+		for _, b := range l.setup {
+			l.setupIndex[string(b)] = struct{}{}
+		}
 	default:
 		return nil, fmt.Errorf("couldn't make load: unknown app %q", app)
 	}
@@ -126,6 +177,19 @@ func (l *Load) App() App { return l.app }
 
 // Len is the number of transactions.
 func (l *Load) Len() int { return len(l.txs) }
+
+// Records is the number of access records each transaction carries: zero
+// unless the load is an access load.
+func (l *Load) Records() int {
+	if l.app != Access {
+		return 0
+	}
+	return ledger.MaxAccessBatch
+}
+
+// Setup is the number of transactions committed before timing: an access
+// load's consents.
+func (l *Load) Setup() int { return len(l.setup) }
 
 // Streams is the number of independent ordered streams.
 func (l *Load) Streams() int { return len(l.streams) }
@@ -153,7 +217,9 @@ const Power = 10
 // For IMI, registrar 0 is also the first validator, as a registrar's node
 // is in a district; validators beyond the first are service providers
 // bench-val-1, ... with keys of their own, and further registrars validate
-// nothing. The kvstore's genesis names only the validators.
+// nothing. An access load's genesis has the same validators, registrar 0
+// also publishing the service and the credential type (see accessState).
+// The kvstore's genesis names only the validators.
 func (l *Load) genesis(valKeys []ed25519.PublicKey) (node.Genesis, error) {
 	if len(valKeys) == 0 {
 		return node.Genesis{}, fmt.Errorf("couldn't make genesis: no validators")
@@ -166,27 +232,23 @@ func (l *Load) genesis(valKeys []ed25519.PublicKey) (node.Genesis, error) {
 	}
 	for i, vk := range valKeys {
 		name := "bench-val-" + strconv.Itoa(i)
-		if l.app == IMI && i == 0 {
+		if l.app != KVStore && i == 0 {
 			name = "bench-reg-0"
 		}
 		g.Validators = append(g.Validators, node.GenesisValidator{Name: name, PubKey: vk, Power: Power})
 	}
-	if l.app != IMI {
+	var lg ledger.Genesis
+	switch l.app {
+	case KVStore:
 		return g, nil
-	}
-
-	lg := ledger.Genesis{DistrictZH: "基准测试区", DistrictEN: "Benchmark District"}
-	for r, k := range l.registrars {
-		spec := tx.AuthoritySpec{
-			ID:     "bench-reg-" + strconv.Itoa(r),
-			NameZH: "基准登记机关" + strconv.Itoa(r), NameEN: "Benchmark Registrar " + strconv.Itoa(r),
-			Key:   k.Public(),
-			Roles: []string{ledger.RoleRegistrar},
+	case Access:
+		s, err := accessState(l.registrars[0], valKeys[0])
+		if err != nil {
+			return node.Genesis{}, err
 		}
-		if r == 0 {
-			spec.ValidatorKey, spec.Power = tx.Bytes(valKeys[0]), Power
-		}
-		lg.Authorities = append(lg.Authorities, spec)
+		lg = s
+	default:
+		lg = l.registrarState(valKeys[0])
 	}
 	for i := 1; i < len(valKeys); i++ {
 		k, err := key.FromSeed(seed(validatorSeedLabel, i))
@@ -208,6 +270,25 @@ func (l *Load) genesis(valKeys []ed25519.PublicKey) (node.Genesis, error) {
 	}
 	g.AppState = state
 	return g, nil
+}
+
+// registrarState is the ledger genesis of an IMI load: its registrars,
+// the first of them validator 0 with key val0.
+func (l *Load) registrarState(val0 []byte) ledger.Genesis {
+	lg := ledger.Genesis{DistrictZH: "基准测试区", DistrictEN: "Benchmark District"}
+	for r, k := range l.registrars {
+		spec := tx.AuthoritySpec{
+			ID:     "bench-reg-" + strconv.Itoa(r),
+			NameZH: "基准登记机关" + strconv.Itoa(r), NameEN: "Benchmark Registrar " + strconv.Itoa(r),
+			Key:   k.Public(),
+			Roles: []string{ledger.RoleRegistrar},
+		}
+		if r == 0 {
+			spec.ValidatorKey, spec.Power = tx.Bytes(val0), Power
+		}
+		lg.Authorities = append(lg.Authorities, spec)
+	}
+	return lg
 }
 
 // registrationMaker makes the i-th registration of a load.

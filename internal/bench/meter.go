@@ -54,6 +54,13 @@ type meter struct {
 	firstRejection string
 	done           chan struct{} // closed once every transaction is committed
 
+	// The load's setup transactions: how many the block being executed
+	// carries, how many were committed so far, and the first a block
+	// carried with a non-zero code.
+	stagedSetup         int
+	setupSettled        atomic.Int64
+	firstSetupRejection string // under rejectMu
+
 	// height is the last height the application committed; appHashes its
 	// app hash after each height, so nodes can be compared at one height.
 	height       atomic.Int64
@@ -112,9 +119,14 @@ func (m *meter) FinalizeBlock(ctx context.Context, req *abcitypes.RequestFinaliz
 	}
 	m.stagedHeight, m.stagedHash = req.Height, res.AppHash
 	m.staged = m.staged[:0]
+	m.stagedSetup = 0
 	for j, raw := range req.Txs {
 		i, ok := m.load.index[string(raw)]
-		if !ok || m.committedAt[i] != 0 {
+		if !ok {
+			m.stageSetup(raw, req.Height, res.TxResults[j])
+			continue
+		}
+		if m.committedAt[i] != 0 {
 			continue
 		}
 		r := res.TxResults[j]
@@ -135,6 +147,29 @@ func (m *meter) FinalizeBlock(ctx context.Context, req *abcitypes.RequestFinaliz
 		m.lastHeight = req.Height
 	}
 	return res, nil
+}
+
+// stageSetup counts raw if it is one of the load's setup transactions.
+func (m *meter) stageSetup(raw []byte, height int64, r *abcitypes.ExecTxResult) {
+	if _, ok := m.load.setupIndex[string(raw)]; !ok {
+		return
+	}
+	m.stagedSetup++
+	if r.Code != 0 {
+		m.rejectMu.Lock()
+		if m.firstSetupRejection == "" {
+			m.firstSetupRejection = fmt.Sprintf("a setup transaction at height %d: code %d: %s", height, r.Code, r.Log)
+		}
+		m.rejectMu.Unlock()
+	}
+}
+
+// firstSetupRejected describes the first setup transaction a block
+// carried with a non-zero code, or is empty.
+func (m *meter) firstSetupRejected() string {
+	m.rejectMu.Lock()
+	defer m.rejectMu.Unlock()
+	return m.firstSetupRejection
 }
 
 // Commit stamps the staged transactions committed once the application
@@ -158,6 +193,10 @@ func (m *meter) Commit(ctx context.Context, req *abcitypes.RequestCommit) (*abci
 	m.appHashes[m.stagedHeight] = m.stagedHash
 	m.hashMu.Unlock()
 	m.height.Store(m.stagedHeight)
+	if m.stagedSetup > 0 {
+		m.setupSettled.Add(int64(m.stagedSetup))
+		m.stagedSetup = 0
+	}
 	if len(m.staged) == 0 {
 		return res, nil
 	}

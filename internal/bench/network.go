@@ -128,7 +128,7 @@ func (mb *member) address() string {
 func (mb *member) start(ctx context.Context, l *Load, release func(int), trace io.Writer, log *slog.Logger) error {
 	var app abcitypes.Application
 	switch l.app {
-	case IMI:
+	case IMI, Access:
 		// As a district node keeps it: its own goleveldb under the home.
 		la, err := ledger.Open(filepath.Join(mb.cfg.Home, "state"), log, nil)
 		if err != nil {
@@ -166,6 +166,18 @@ func (mb *member) stop() error {
 		errs = append(errs, mb.close())
 	}
 	return errors.Join(errs...)
+}
+
+// checkState checks that the member's application holds what the blocks
+// committed of l: committed of its transactions succeeded.
+func (mb *member) checkState(l *Load, committed int) error {
+	switch {
+	case mb.ledger == nil:
+		return nil
+	case l.app == Access:
+		return mb.checkAccess(l, committed)
+	}
+	return mb.checkResidents(committed)
 }
 
 // checkResidents checks that an IMI ledger counts as many residents as the
@@ -316,7 +328,7 @@ func (nw *network) join(ctx context.Context, l *Load, cfg Config) (res JoinResul
 	if res.Txs != l.Len() {
 		return res, fmt.Errorf("joining node executed %d of the load's %d transactions", res.Txs, l.Len())
 	}
-	if err := mb.checkResidents(l.Len() - first.meter.rejected); err != nil {
+	if err := mb.checkState(l, l.Len()-first.meter.rejected); err != nil {
 		return res, fmt.Errorf("joining node: %w", err)
 	}
 	return res, nil
