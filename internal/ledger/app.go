@@ -340,7 +340,8 @@ func checkGenesisValidators(got, want []abci.ValidatorUpdate) error {
 func (a *App) CheckTx(_ context.Context, req *abci.RequestCheckTx) (*abci.ResponseCheckTx, error) {
 	// The lock keeps NextSeq readers off the overlay while it changes.
 	a.mu.Lock()
-	c := execCtx{chainID: a.chainID, at: a.lastBlock, verifySig: req.Type == abci.CheckTxType_New}
+	c := execCtx{chainID: a.chainID, at: a.lastBlock, verifySig: req.Type == abci.CheckTxType_New,
+		mempool: true, recheck: req.Type == abci.CheckTxType_Recheck}
 	c.verified = func(k key.Public) { a.rememberSig(tx.Hash(req.Tx), k) }
 	_, _, rej := apply(a.check, req.Tx, c)
 	a.mu.Unlock()

@@ -67,6 +67,9 @@ type execCtx struct {
 	// verified, if set, is told each key a signature was checked valid
 	// against here.
 	verified func(k key.Public)
+	// mempool is set in CheckTx, recheck for its re-check after a block:
+	// work whose only effect is on the block's state may wait for the block.
+	mempool, recheck bool
 }
 
 type sigVerdict struct {
