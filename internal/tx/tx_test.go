@@ -2,6 +2,7 @@ package tx
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"os"
 	"path/filepath"
@@ -29,6 +30,7 @@ func sampleTxs(t testing.TB) map[string]*Tx {
 		h1[i], h2[i] = byte(i), byte(255-i)
 	}
 	resDID := "did:imi:muzmbtd4b25j4lxnigrd7zx7kqm4kypm"
+	psn := "psn:" + base64.RawURLEncoding.EncodeToString(res.Public().Bytes())
 	regDID := "did:imi:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 	mk := func(signer string, lane uint32, seq uint64, b Body, k key.Private) *Tx {
 		x, err := New("imi-chancheng-1", signer, lane, seq, b)
@@ -59,6 +61,31 @@ func sampleTxs(t testing.TB) map[string]*Tx {
 		"revoke":         mk(regDID, 1, 16, &Revoke{StatusRef{List: 0, Index: 912734}}, reg),
 		"suspend":        mk(regDID, 1, 17, &Suspend{StatusRef{List: 0, Index: 17}}, reg),
 		"unsuspend":      mk(regDID, 1, 18, &Unsuspend{StatusRef{List: 0, Index: 17}}, reg),
+		"set_kem_key":    mk(regDID, 2, 0, &SetKEMKey{Key: h1[:]}, reg),
+		"register_service": mk(regDID, 2, 1, &RegisterService{
+			ID: "pension_application", NameZH: "养老金申领", NameEN: "Pension application",
+			PurposeZH: "核定养老金", PurposeEN: "To pay a pension", LegalBasis: "Social Insurance Law, Art. 16",
+			Required: []ClaimRef{{Type: "resident_identity", Claim: "given_name"}}, Optional: []ClaimRef{},
+			RetentionDays: 3660, Modes: []string{ModeOneTime, ModeStanding}, MaxStandingDays: 730,
+			Form: []FormField{{Name: "given_name", LabelZH: "名", LabelEN: "Given name", Claim: ClaimRef{Type: "resident_identity", Claim: "given_name"}},
+				{Name: "phone", LabelZH: "电话", LabelEN: "Phone"}},
+		}, reg),
+		"grant_consent": mk(psn, 0, 0, &GrantConsent{
+			Service: "pension_application", ServiceVersion: 1,
+			Claims:    []ClaimRef{{Type: "resident_identity", Claim: "given_name"}, {Type: "resident_identity", Claim: "resident_id_number"}},
+			Sensitive: []ClaimRef{{Type: "resident_identity", Claim: "resident_id_number"}},
+			Mode:      ModeStanding, Days: 730,
+			Subjects: []SealedSubject{{Authority: "cc-hrss", Box: h1[:]}, {Authority: "cc-psb", Box: h2[:]}},
+			Guardian: &GuardianAct{Pseudonym: "psn:" + base64.RawURLEncoding.EncodeToString(rec.Public().Bytes()), Sig: bytes.Repeat([]byte{7}, 64)},
+		}, res),
+		"revoke_consent": mk(psn, 0, 1, &RevokeConsent{Service: "pension_application"}, res),
+		"record_access": mk(regDID, 2, 2, &RecordAccess{Records: []AccessRecord{{
+			ID: h1[:16], Subject: psn, Reader: "cc-hrss", Source: "cc-psb", Service: "pension_application",
+			Claims: []ClaimRef{{Type: "resident_identity", Claim: "registered_address"}}, Channel: ChannelBackOffice, Outcome: OutcomeDenied, Reason: "consent_revoked",
+		}}}, reg),
+		"record_delegation": mk(regDID, 2, 3, &RecordDelegation{Guardian: regDID, Ward: resDID, Basis: BasisMinor,
+			Reference: "CC-PSB/2026/0001", Scope: []string{"*"}, Days: 3650, GuardianConsent: true}, reg),
+		"end_delegation": mk(resDID, 0, 2, &EndDelegation{Ward: resDID, ID: "0123456789abcdef0123456789abcdef"}, res),
 	}
 }
 
