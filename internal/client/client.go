@@ -63,10 +63,17 @@ type Problem = httpapi.Problem
 const reasonSequenceAhead = "sequence_ahead"
 
 // do sends a request to each node in turn until one answers. Only a failure
-// to connect, or a node saying it is behind the signer (it did not accept the
-// transaction), moves on to the next node: any other answer, even an error,
-// is final, so a write is never sent twice to two nodes after one accepted it.
+// to connect, or a node saying it did not act on the request (it is behind
+// the signer, or does not act for the authority in the path), moves on to the
+// next node: any other answer, even an error, is final, so a write is never
+// sent twice to two nodes after one accepted it.
 func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) error {
+	return c.send(ctx, method, path, body, out, nil)
+}
+
+// send is do with auth, if not nil, run on each request just before it goes
+// out (a signed request is signed afresh for each node, with its own nonce).
+func (c *Client) send(ctx context.Context, method, path string, body []byte, out any, auth prepare) error {
 	var lastErr error
 	for _, n := range c.nodes {
 		var rd io.Reader
@@ -79,6 +86,11 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 		}
 		if body != nil {
 			req.Header.Set("Content-Type", "application/json")
+		}
+		if auth != nil {
+			if err := auth(req, body); err != nil {
+				return err
+			}
 		}
 		resp, err := c.http.Do(req)
 		if err != nil {
@@ -96,9 +108,8 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 		if resp.StatusCode >= 400 {
 			var p Problem
 			if json.Unmarshal(b, &p) == nil && p.Reason != "" {
-				// A node that has not yet seen this signer's earlier
-				// transactions did not accept this one: another may.
-				if p.Reason == reasonSequenceAhead {
+				// A node that did not act on the request: another may.
+				if p.Reason == reasonSequenceAhead || p.Reason == reasonNotHere {
 					lastErr = &p
 					continue
 				}
@@ -106,7 +117,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 			}
 			return fmt.Errorf("%s answered %s", n, resp.Status)
 		}
-		if out == nil {
+		if out == nil || len(b) == 0 {
 			return nil
 		}
 		if raw, ok := out.(*[]byte); ok {

@@ -1,17 +1,14 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/imi-city/imi/internal/authn"
@@ -270,62 +267,5 @@ func signed(authority string, k key.Private) prepare {
 	}
 }
 
-// send is do with authentication: it moves on to the next node on the same
-// terms as do, and also when a node says it does not act for the authority
-// in the path (it did nothing). A session lives on the node that opened it,
-// so a resident's calls reach another node only when the first is down.
-func (c *Client) send(ctx context.Context, method, path string, body []byte, out any, auth prepare) error {
-	var lastErr error
-	for _, n := range c.nodes {
-		var rd io.Reader
-		if body != nil {
-			rd = bytes.NewReader(body)
-		}
-		req, err := http.NewRequestWithContext(ctx, method, n+path, rd)
-		if err != nil {
-			return err
-		}
-		if body != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		if err := auth(req, body); err != nil {
-			return err
-		}
-		resp, err := c.http.Do(req)
-		if err != nil {
-			lastErr = err
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			continue
-		}
-		b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
-		resp.Body.Close()
-		if err != nil {
-			return fmt.Errorf("couldn't read the answer of %s: %w", n, err)
-		}
-		if resp.StatusCode >= 400 {
-			var p Problem
-			if json.Unmarshal(b, &p) == nil && p.Reason != "" {
-				if p.Reason == reasonSequenceAhead || p.Reason == reasonNotHere {
-					lastErr = &p
-					continue
-				}
-				return &p
-			}
-			return fmt.Errorf("%s answered %s", n, resp.Status)
-		}
-		if out == nil || len(b) == 0 {
-			return nil
-		}
-		if err := json.Unmarshal(b, out); err != nil {
-			return fmt.Errorf("couldn't decode the answer of %s: %w", n, err)
-		}
-		return nil
-	}
-	var p *Problem
-	if errors.As(lastErr, &p) {
-		return p
-	}
-	return fmt.Errorf("no node answered (%s): %w", strings.Join(c.nodes, ", "), lastErr)
-}
+// A session lives on the node that opened it, so a resident's calls reach
+// another node only when the first is down; send (client.go) moves on.
