@@ -117,7 +117,7 @@ func InitDemo(home string, o InitOptions) error {
 	if err := hk.WriteFile(UniquenessKeyFile(home)); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(home, ConfigFile), c.encode(), 0o600)
+	return os.WriteFile(filepath.Join(home, ConfigFile), c.encodeFile(), 0o600)
 }
 
 // demoConfig is the settings part of a demo imi.toml; the caller adds the
