@@ -67,6 +67,11 @@ type App struct {
 	// and the bytes. Losing an entry costs only a verification.
 	sigsMu sync.Mutex
 	sigs   map[[32]byte]key.Public
+	// decoded remembers, by transaction hash, what CheckTx decoded, so that
+	// the re-checks after each block and FinalizeBlock need not parse a
+	// large transaction again: decoding is a pure function of the bytes,
+	// and bodies are never modified once decoded. Guarded by sigsMu.
+	decoded map[[32]byte]decodedTx
 
 	// State sync (snapshot.go): dir is the state directory ("" in memory),
 	// snaps the snapshots taken and served (nil: none), restore the
@@ -86,6 +91,40 @@ func (a *App) rememberSig(h [32]byte, k key.Public) {
 		a.sigs = make(map[[32]byte]key.Public)
 	}
 	a.sigs[h] = k
+}
+
+type decodedTx struct {
+	t    *tx.Tx
+	body tx.Body
+}
+
+// maxDecoded bounds the remembered decodings; past it they are forgotten at
+// once, which costs only parsing again.
+const maxDecodedTxs = 4096
+
+// decode decodes raw (hash h), or returns what an earlier call decoded; if
+// take, the entry is forgotten, as for a transaction in a block.
+func (a *App) decode(h [32]byte, raw []byte, take bool) (*tx.Tx, tx.Body, error) {
+	a.sigsMu.Lock()
+	d, ok := a.decoded[h]
+	if ok && take {
+		delete(a.decoded, h)
+	}
+	a.sigsMu.Unlock()
+	if ok {
+		return d.t, d.body, nil
+	}
+	t, body, err := tx.Decode(raw)
+	if err != nil || take {
+		return t, body, err
+	}
+	a.sigsMu.Lock()
+	if a.decoded == nil || len(a.decoded) >= maxDecodedTxs {
+		a.decoded = make(map[[32]byte]decodedTx)
+	}
+	a.decoded[h] = decodedTx{t: t, body: body}
+	a.sigsMu.Unlock()
+	return t, body, nil
 }
 
 // verifiedSig reports whether CheckTx found the signature on the
@@ -338,12 +377,20 @@ func checkGenesisValidators(got, want []abci.ValidatorUpdate) error {
 // block skips the signature, which was verified when the transaction arrived
 // and is verified again when its block executes.
 func (a *App) CheckTx(_ context.Context, req *abci.RequestCheckTx) (*abci.ResponseCheckTx, error) {
+	// Parsing needs no lock; a re-check reuses the first check's parse.
+	h := tx.Hash(req.Tx)
+	t, body, err := a.decode(h, req.Tx, false)
 	// The lock keeps NextSeq readers off the overlay while it changes.
 	a.mu.Lock()
 	c := execCtx{chainID: a.chainID, at: a.lastBlock, verifySig: req.Type == abci.CheckTxType_New,
 		mempool: true, recheck: req.Type == abci.CheckTxType_Recheck}
-	c.verified = func(k key.Public) { a.rememberSig(tx.Hash(req.Tx), k) }
-	_, _, rej := apply(a.check, req.Tx, c)
+	c.verified = func(k key.Public) { a.rememberSig(h, k) }
+	var rej *Rejection
+	if err != nil {
+		rej = reject(CodeMalformed, err.Error())
+	} else {
+		_, rej = applyDecoded(a.check, t, body, c)
+	}
 	a.mu.Unlock()
 	if rej != nil {
 		a.metrics.checkRejected(rej.Code)
@@ -479,12 +526,13 @@ func (a *App) preverify(txs [][]byte) []preverified {
 			keys := signerKeys{st: st, m: map[string]key.Public{}}
 			for i := w; i < len(txs); i += workers {
 				p := &out[i]
-				p.t, p.body, p.err = tx.Decode(txs[i])
+				h := tx.Hash(txs[i])
+				p.t, p.body, p.err = a.decode(h, txs[i], true)
 				if p.err != nil {
 					continue
 				}
 				if k, ok := keys.of(p.t, p.body); ok {
-					valid := a.verifiedSig(tx.Hash(txs[i]), k) || p.t.VerifySig(k)
+					valid := a.verifiedSig(h, k) || p.t.VerifySig(k)
 					p.verdict = &sigVerdict{key: k, ok: valid}
 				}
 			}

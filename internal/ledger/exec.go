@@ -87,17 +87,6 @@ type validatorChange struct {
 	power int64
 }
 
-// apply validates raw against st and, if it is accepted, writes its effects
-// to st. It is the whole state machine: CheckTx and FinalizeBlock both call it.
-func apply(st kv, raw []byte, c execCtx) (*tx.Tx, *effect, *Rejection) {
-	t, body, err := tx.Decode(raw)
-	if err != nil {
-		return nil, nil, reject(CodeMalformed, err.Error())
-	}
-	eff, rej := applyDecoded(st, t, body, c)
-	return t, eff, rej
-}
-
 // signingKey guesses which key must have signed t, from state st: the
 // recovery key a recovery reveals, else the signer's current key. A wrong
 // guess costs only a second verification.
@@ -119,6 +108,9 @@ func signingKey(st kv, t *tx.Tx, body tx.Body) (key.Public, bool) {
 	return key.Public{}, false
 }
 
+// applyDecoded validates a decoded transaction against st and, if it is
+// accepted, writes its effects to st. It is the whole state machine: CheckTx
+// and FinalizeBlock both call it.
 func applyDecoded(st kv, t *tx.Tx, body tx.Body, c execCtx) (*effect, *Rejection) {
 	if t.ChainID != c.chainID {
 		return nil, reject(CodeWrongChain, fmt.Sprintf("made for %q, this is %q", clip(t.ChainID), c.chainID))
