@@ -210,8 +210,12 @@ func (d *Desk) Submit(ctx context.Context, id string, sub *Submission) (*Applica
 	if rej != nil {
 		return nil, rej
 	}
-	if err := d.commit(ctx, sub.Grant); err != nil {
-		return nil, err
+	// A submission sent again after its grant committed but its access
+	// record did not (the ledger was slow) goes on from the record.
+	if r, err := d.app.TxResult(tx.Hash(sub.Grant)); err != nil || r.Code != ledger.OK {
+		if err := d.commit(ctx, sub.Grant); err != nil {
+			return nil, err
+		}
 	}
 	c, _, err := d.app.Consent(t.Signer, a.Service, 0)
 	if err != nil {

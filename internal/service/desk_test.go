@@ -306,6 +306,25 @@ func TestSubmitRevokedCredential(t *testing.T) {
 	h.nothingStored(t, a, r.psn(t, hrss))
 }
 
+// TestSubmitAfterGrantCommitted: a submission sent again after its grant
+// reached the ledger (but, say, its access record did not) is taken from the
+// record on, not refused as a replay of its own grant.
+func TestSubmitAfterGrantCommitted(t *testing.T) {
+	h := newHarness(t)
+	r := h.pensioner(t, "qian")
+	a := h.open(t, hrss, service.Pension)
+	sub := h.approve(t, r, a, standing())
+	h.commit(t, sub.Grant)
+	got, err := h.desk.Submit(context.Background(), a.ID, sub)
+	if err != nil || got.Status != service.StatusReceived {
+		t.Fatalf("Submit after the grant committed = %+v, %v", got, err)
+	}
+	log, _, err := h.app.AccessLog(r.psn(t, hrss), 0)
+	if err != nil || len(log) != 1 || log[0].Outcome != tx.OutcomeAllowed {
+		t.Errorf("access log = %+v, %v; want one allowed record", log, err)
+	}
+}
+
 // TestSubmitOnce: an application takes one submission, however many arrive.
 func TestSubmitOnce(t *testing.T) {
 	h := newHarness(t)
