@@ -102,16 +102,11 @@ func authProblem(err error) error {
 }
 
 func (s *Server) authorityKey(id string) (key.Public, error) {
-	au, _, err := s.app.Authorities(0)
+	a, _, err := s.app.Authority(id, 0)
 	if err != nil {
-		return key.Public{}, err
+		return key.Public{}, errors.New("no such authority")
 	}
-	for _, a := range au {
-		if a.ID == id {
-			return a.Key, nil
-		}
-	}
-	return key.Public{}, errors.New("no such authority")
+	return a.Key, nil
 }
 
 // subjectKey resolves a sign-in subject: a DID's current key, or the key a

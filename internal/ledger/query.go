@@ -103,6 +103,11 @@ func (a *App) Authorities(h int64) ([]Authority, int64, error) {
 	return out, v.height, nil
 }
 
+// Authority returns one current authority by id as of height h.
+func (a *App) Authority(id string, h int64) (*Authority, int64, error) {
+	return recordAt[Authority](a, pAuthority+id, h)
+}
+
 // Proposals lists every proposal as of height h, oldest first.
 func (a *App) Proposals(h int64) ([]Proposal, int64, error) {
 	a.mu.RLock()

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/imi-city/imi/internal/credential"
 	"github.com/imi-city/imi/internal/jws"
@@ -163,22 +162,21 @@ func (d *Desk) gather(source, resident string, claims []tx.ClaimRef) (map[string
 // sign makes the released package: a JWS by the source over the values,
 // the access record's id and the height at which it committed.
 func (d *Desk) sign(source, reader string, a *ledger.Access, values map[string]any) (string, error) {
-	au, _, err := d.app.Authorities(0)
+	src, _, err := d.app.Authority(source, 0)
+	if err != nil {
+		return "", fmt.Errorf("authority %s: %w", source, err)
+	}
+	aud, err := d.authorityDID(reader)
 	if err != nil {
 		return "", err
 	}
-	i := slices.IndexFunc(au, func(x ledger.Authority) bool { return x.ID == source })
-	j := slices.IndexFunc(au, func(x ledger.Authority) bool { return x.ID == reader })
-	if i < 0 || j < 0 {
-		return "", errors.New("authority not found")
-	}
 	payload, err := json.Marshal(map[string]any{
-		"iss": au[i].DID, "aud": au[j].DID, "iat": d.now().Unix(),
+		"iss": src.DID, "aud": aud, "iat": d.now().Unix(),
 		"request": a.ID, "subject": a.Subject, "service": a.Service, "consent": a.Consent,
 		"height": a.At.Height, "claims": values,
 	})
 	if err != nil {
 		return "", err
 	}
-	return jws.Sign(credential.Signer(d.keys[source]), jws.Header{Typ: PackageType, Kid: credential.KeyID(&au[i], au[i].KeyVersion)}, payload)
+	return jws.Sign(credential.Signer(d.keys[source]), jws.Header{Typ: PackageType, Kid: credential.KeyID(src, src.KeyVersion)}, payload)
 }

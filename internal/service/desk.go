@@ -195,14 +195,9 @@ func (d *Desk) checkGuardian(s *consent.Subject, service string, byGuardian bool
 
 // authorityDID returns the DID of authority id.
 func (d *Desk) authorityDID(id string) (string, error) {
-	a, _, err := d.app.Authorities(0)
+	a, _, err := d.app.Authority(id, 0)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("no authority %q", id)
 	}
-	for _, x := range a {
-		if x.ID == id {
-			return x.DID, nil
-		}
-	}
-	return "", fmt.Errorf("no authority %q", id)
+	return a.DID, nil
 }
