@@ -98,7 +98,7 @@ type decodedTx struct {
 	body tx.Body
 }
 
-// maxDecoded bounds the remembered decodings; past it they are forgotten at
+// maxDecodedTxs bounds the remembered decodings; past it they are forgotten at
 // once, which costs only parsing again.
 const maxDecodedTxs = 4096
 

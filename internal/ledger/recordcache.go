@@ -8,31 +8,31 @@ import (
 	"github.com/imi-city/imi/internal/tx"
 )
 
-// decoded keeps the decoded form of records that are read far more often
+// recordCache keeps the decoded form of records that are read far more often
 // than they change (services, credential types), keyed by state key and
 // checked against the exact stored bytes, so a hit is the same value a fresh
 // decode would give: the cache changes speed, never results. Values it
 // returns are shared and must not be modified.
-type decoded[T any] struct {
+type recordCache[T any] struct {
 	mu sync.RWMutex
-	m  map[string]decodedEntry[T]
+	m  map[string]cachedRecord[T]
 }
 
-type decodedEntry[T any] struct {
+type cachedRecord[T any] struct {
 	raw []byte
 	v   *T
 }
 
-// maxDecoded bounds each cache; past it, entries are replaced at random by
+// maxCachedRecords bounds each cache; past it, entries are replaced at random by
 // map order, which affects only speed.
-const maxDecoded = 4096
+const maxCachedRecords = 4096
 
 var (
-	services  = &decoded[Service]{}
-	credTypes = &decoded[CredentialType]{}
+	services  = &recordCache[Service]{}
+	credTypes = &recordCache[CredentialType]{}
 )
 
-func (d *decoded[T]) get(st kv, k string) *T {
+func (d *recordCache[T]) get(st kv, k string) *T {
 	raw := st.get([]byte(k))
 	if raw == nil {
 		return nil
@@ -49,15 +49,15 @@ func (d *decoded[T]) get(st kv, k string) *T {
 	}
 	d.mu.Lock()
 	if d.m == nil {
-		d.m = map[string]decodedEntry[T]{}
+		d.m = map[string]cachedRecord[T]{}
 	}
-	if len(d.m) >= maxDecoded {
+	if len(d.m) >= maxCachedRecords {
 		for old := range d.m {
 			delete(d.m, old)
 			break
 		}
 	}
-	d.m[k] = decodedEntry[T]{raw: bytes.Clone(raw), v: &v}
+	d.m[k] = cachedRecord[T]{raw: bytes.Clone(raw), v: &v}
 	d.mu.Unlock()
 	return &v
 }
