@@ -94,7 +94,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "network: %s, timeout_commit %v, mempool %d, recheck on, metrics on, state on disk; workers %d, in flight ≤ %d\n",
 		describeNetwork(*validators, *topology, *submit), *timeoutCommit, node.DefaultMempoolSize, *workers, *inflight)
 	if *join {
-		fmt.Fprintf(e.stdout, "join: after each run a fresh non-validator node, peered with node 0, block-syncs the chain; state sync from snapshots is not implemented in IMI, so block sync (re-executing every block) is the only way to join\n")
+		fmt.Fprintf(e.stdout, "join: after each run a fresh non-validator node, peered with node 0, block-syncs the chain, re-executing every block (the benchmark's nodes take no snapshots; state sync is measured by the e2e test TestStateSyncVersusBlockSync)\n")
 	}
 
 	var jobs []*benchJob

@@ -22,8 +22,9 @@
 // each other within one invocation.
 //
 // A run can end by timing a new node's block sync of the chain it made
-// (Config.Join). IMI doesn't serve state sync snapshots, so block sync,
-// re-executing every block, is the only way a node joins.
+// (Config.Join), re-executing every block. The benchmark's nodes take no
+// snapshots, so state sync is measured by the e2e test
+// TestStateSyncVersusBlockSync instead.
 package bench
 
 import (
