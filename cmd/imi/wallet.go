@@ -5,8 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -346,7 +344,7 @@ func walletAdd(ctx context.Context, e *env, args []string) error {
 	if !bytes.Equal(holder, k.Public().Bytes()) {
 		return fmt.Errorf("%s is bound to another key than this wallet's (%s): it was issued to someone else, or for a key the resident has since replaced", file, w.DID)
 	}
-	id := credentialID(is.SDJWT)
+	id := wallet.CredentialID(is.SDJWT)
 	for _, held := range w.Credentials {
 		if held.ID == id {
 			return fmt.Errorf("the wallet already holds this credential (%s)", id)
@@ -411,14 +409,6 @@ func checkIssuerSignature(ctx context.Context, n nodeOpt, h *heldCredential, is 
 		return fmt.Errorf("%w (it is a %s, not a %s)", errNotGenuine, vct, is.Type)
 	}
 	return nil
-}
-
-// credentialID names a credential in the wallet by the digest of its
-// issuer-signed part, so adding the same credential twice is caught.
-func credentialID(sdjwtStr string) string {
-	jwt, _, _ := strings.Cut(sdjwtStr, "~")
-	d := sha256.Sum256([]byte(jwt))
-	return "c-" + hex.EncodeToString(d[:6])
 }
 
 // statusWords are the statuses wallet list shows, in English and Chinese.

@@ -36,12 +36,14 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -361,4 +363,12 @@ func Load(path string, passphrase []byte) (*Contents, error) {
 		return nil, fmt.Errorf("couldn't load wallet: %w", err)
 	}
 	return Open(b, passphrase)
+}
+
+// CredentialID names a credential by a digest of its issuer-signed JWT, so
+// the same credential added twice is recognised.
+func CredentialID(sdjwt string) string {
+	jwt, _, _ := strings.Cut(sdjwt, "~")
+	d := sha256.Sum256([]byte(jwt))
+	return "c-" + hex.EncodeToString(d[:6])
 }
