@@ -68,8 +68,9 @@ func runInit(ctx context.Context, e *env, args []string) error {
   %s        configuration (authorities, roles, validators, ports) — edit before the first start
   keys/            the founding authorities' signing keys and the registrars' uniqueness key
   comet/config/    this node's CometBFT validator and node keys
+  %s       the web portal's staff accounts (imi staff add); demo passphrases in %s
 Start it with: imi node --home %s
-`, *home, filepath.Join(*home, district.ConfigFile), *home)
+`, *home, filepath.Join(*home, district.ConfigFile), filepath.Base(district.StaffFile(*home)), filepath.Base(district.DemoStaffFile(*home)), *home)
 	return nil
 }
 
@@ -131,12 +132,18 @@ func serve(ctx context.Context, e *env, home, httpAddr, p2p string, fresh bool) 
 		case i.Height == 0:
 			state = "new chain" // imi init wrote it; no block yet
 		}
+		staff := "staff      " + i.StaffFile + " (add accounts with imi staff add)"
+		if i.DemoStaff != "" {
+			staff = "staff      passphrases of the demo counter clerk and caseworkers in " + i.DemoStaff
+		}
 		fmt.Fprintf(e.stdout, `
 IMI node running — chain %s (%s), height %d
+  portal     http://%s/  (residents: /signin, counter and console: /staff/signin)
   API        http://%s  (status: /v1/status, OpenAPI: /v1/openapi.json)
+  %s
   data       %s
   keys       %s
 Stop with Ctrl-C; start again with the same --home to resume the chain.
-`, i.ChainID, state, i.Height, i.HTTP, home, strings.Join([]string{filepath.Join(home, "keys"), filepath.Join(home, "comet", "config")}, ", "))
+`, i.ChainID, state, i.Height, i.HTTP, i.HTTP, staff, home, strings.Join([]string{filepath.Join(home, "keys"), filepath.Join(home, "comet", "config")}, ", "))
 	}})
 }

@@ -49,6 +49,9 @@ type Config struct {
 	TimeoutCommit string `toml:"timeout_commit"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `toml:"log_level"`
+	// PortalIdleTimeout signs a portal session out after this long without
+	// a request (Go duration; "" is 15 minutes).
+	PortalIdleTimeout string `toml:"portal_idle_timeout"`
 	// Genesis describes the network at its first block. It is read only
 	// until the chain starts; after that, authorities change by proposals.
 	Genesis GenesisConfig `toml:"genesis"`

@@ -117,6 +117,9 @@ func InitDemo(home string, o InitOptions) error {
 	if err := hk.WriteFile(UniquenessKeyFile(home)); err != nil {
 		return err
 	}
+	if err := writeDemoStaff(home); err != nil {
+		return err
+	}
 	return os.WriteFile(filepath.Join(home, ConfigFile), c.encodeFile(), 0o600)
 }
 
@@ -179,7 +182,7 @@ func kemPublic(k key.Private) (string, error) {
 // LoadConfig reads it back into an equal Config.
 func (c *Config) encode() []byte {
 	var b strings.Builder
-	fmt.Fprintf(&b, configHeader, q(c.ChainID), q(c.Moniker), q(c.HTTP), q(c.P2P), q(c.PersistentPeers), q(c.TimeoutCommit), q(c.LogLevel))
+	fmt.Fprintf(&b, configHeader, q(c.ChainID), q(c.Moniker), q(c.HTTP), q(c.P2P), q(c.PersistentPeers), q(c.TimeoutCommit), q(c.LogLevel), q(c.PortalIdleTimeout))
 	g := &c.Genesis
 	fmt.Fprintf(&b, "\n[genesis]\ntime = %s\ndistrict_zh = %s\ndistrict_en = %s\n",
 		g.Time.UTC().Format(time.RFC3339Nano), q(g.DistrictZH), q(g.DistrictEN))
@@ -265,6 +268,10 @@ timeout_commit = %s
 
 # debug, info, warn or error.
 log_level = %s
+
+# The web portal signs a resident or a staff member out after this long
+# without a request (Go duration; empty: 15m).
+portal_idle_timeout = %s
 
 # The founding state of the network. Read when the chain starts at height 1
 # and ignored after that, except that it must not change: from then on,

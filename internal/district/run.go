@@ -47,6 +47,10 @@ type Info struct {
 	ChainID string
 	NodeID  string
 	Height  int64
+	// StaffFile lists the portal's staff accounts; DemoStaff is the file
+	// with the demo district's staff passphrases, "" if there is none.
+	StaffFile string
+	DemoStaff string
 }
 
 // ledgerMetrics is registered once per process: Prometheus refuses a second
@@ -140,8 +144,22 @@ func Run(ctx context.Context, home string, opts RunOptions) error {
 		return err
 	}
 	api := httpapi.New(app, NewChain(n), httpapi.Config{IssuerKeys: keys, Desk: desk}, log.With("module", "http"))
+	idle, err := cfg.portalIdleTimeout()
+	if err != nil {
+		return err
+	}
+	portal, err := newPortal(home, "http://"+ln.Addr().String(), app, desk, store, keys, idle, log.With("module", "web"))
+	if err != nil {
+		return err
+	}
+	// The API keeps its paths; the portal has the rest.
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", api)
+	mux.Handle("/healthz", api)
+	mux.Handle("/metrics", api)
+	mux.Handle("/", portal)
 	srv := &http.Server{
-		Handler:           api,
+		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      90 * time.Second,
@@ -154,7 +172,7 @@ func Run(ctx context.Context, home string, opts RunOptions) error {
 	st := n.Status()
 	log.Info("node running", "chain_id", st.ChainID, "node_id", st.NodeID, "http", ln.Addr().String(), "height", st.LatestHeight)
 	if opts.Ready != nil {
-		opts.Ready(Info{Home: home, HTTP: ln.Addr().String(), ChainID: st.ChainID, NodeID: st.NodeID, Height: st.LatestHeight})
+		opts.Ready(Info{Home: home, HTTP: ln.Addr().String(), StaffFile: StaffFile(home), DemoStaff: demoStaffIfAny(home), ChainID: st.ChainID, NodeID: st.NodeID, Height: st.LatestHeight})
 	}
 	select {
 	case <-ctx.Done():

@@ -1,0 +1,383 @@
+package web
+
+import (
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/imi-city/imi/internal/credential"
+	"github.com/imi-city/imi/internal/idnumber"
+	"github.com/imi-city/imi/internal/ledger"
+	"github.com/imi-city/imi/internal/pseudonym"
+	"github.com/imi-city/imi/internal/service"
+	"github.com/imi-city/imi/internal/tx"
+	"github.com/imi-city/imi/internal/wallet"
+)
+
+// residentSession is a signed-in resident. The wallet is kept sealed under
+// a key only the browser's cookie carries.
+type residentSession struct {
+	account string
+	did     string
+	name    string // shown in the header; kept in memory only
+	blob    []byte
+	ward    *wardSession // set while acting as a guardian
+}
+
+func init() {
+	routeTable = append(routeTable,
+		route{"GET /signin", anyone, (*Portal).signInPage},
+		route{"POST /signin", anyone, (*Portal).signIn},
+		route{"POST /signout", anyone, (*Portal).signOut},
+		route{"GET /me", resident, (*Portal).credentials},
+		route{"GET /me/services", resident, (*Portal).servicesPage},
+		route{"GET /me/consents", resident, (*Portal).consentsPage},
+		route{"POST /me/consents/revoke", resident, (*Portal).revokeConsent},
+		route{"GET /me/log", resident, (*Portal).logPage},
+	)
+}
+
+func (p *Portal) signInPage(w http.ResponseWriter, r *request) {
+	p.anonymous(w, r)
+	p.render(w, r, http.StatusOK, "signin", "title.signin", nil, message{})
+}
+
+func (p *Portal) signIn(w http.ResponseWriter, r *request) {
+	again := func(status int, m message) {
+		p.render(w, r, status, "signin", "title.signin", nil, m)
+	}
+	if !p.limits.allow(r.RemoteAddr) {
+		again(http.StatusTooManyRequests, say("err.rate_limited"))
+		return
+	}
+	n, err := idnumber.Parse(strings.ToUpper(strings.TrimSpace(r.PostFormValue("id_number"))))
+	if err != nil {
+		again(http.StatusBadRequest, say("err.id_number"))
+		return
+	}
+	u, err := p.unlockWallet(n, r.PostFormValue("passphrase"), strings.TrimSpace(r.PostFormValue("activation")))
+	if err != nil {
+		m, status := signInRefusal(err)
+		if status == http.StatusInternalServerError {
+			p.log.Error("hosted wallet sign-in failed", "err", err)
+		}
+		again(status, m)
+		return
+	}
+	defer u.contents.Wipe()
+	if err := p.collectInbox(u); err != nil {
+		p.log.Warn("couldn't collect a hosted wallet's inbox", "err", err)
+	}
+	s, k := p.sessions.start(w, r.sess)
+	rs := &residentSession{account: u.account.ID, did: u.contents.DID, name: displayName(u.contents, time.Now())}
+	if err := p.keepWallet(rs, k, u); err != nil {
+		p.log.Error("couldn't seal a session's wallet", "err", err)
+		p.sessions.end(w, s)
+		again(http.StatusInternalServerError, say("err.internal"))
+		return
+	}
+	s.resident = rs
+	s.setFlash("flash.signed_in")
+	http.Redirect(w, r.Request, "/me", http.StatusSeeOther)
+}
+
+// displayName is the resident's name from their identity credential, for
+// the page header only.
+func displayName(c *wallet.Contents, now time.Time) string {
+	for _, h := range service.Held(c, now) {
+		if h.Type == credential.TypeResidentIdentity {
+			f, _ := h.Claims["family_name"].(string)
+			g, _ := h.Claims["given_name"].(string)
+			return f + g
+		}
+	}
+	return ""
+}
+
+// credView is one credential as the resident sees it.
+type credView struct {
+	Type, TypeZH, TypeEN string
+	IssuerZH, IssuerEN   string
+	IssuedAt, ExpiresAt  time.Time
+	Status               string // valid, revoked, suspended, expired, unknown
+	Claims               []claimView
+}
+
+type claimView struct {
+	NameZH, NameEN string
+	Value          string
+	Sensitive      bool
+}
+
+func (p *Portal) credentials(w http.ResponseWriter, r *request) {
+	u, err := p.walletOf(r)
+	if err != nil {
+		p.walletFailed(w, r, err)
+		return
+	}
+	defer u.contents.Wipe()
+	now := p.cfg.Now()
+	dir := p.directory()
+	held := service.Held(u.contents, now)
+	var out []credView
+	for i, c := range u.contents.Credentials {
+		v := credView{Type: c.Type, IssuedAt: c.IssuedAt, ExpiresAt: c.ExpiresAt, Status: p.liveStatus(&c, now)}
+		v.IssuerZH, v.IssuerEN = dir.authorityNames(c.IssuerID)
+		ct := dir.types[c.Type]
+		if ct != nil {
+			v.TypeZH, v.TypeEN = ct.NameZH, ct.NameEN
+		}
+		for _, h := range held {
+			if h.Index != i {
+				continue
+			}
+			for _, spec := range typeClaims(ct, h.Claims) {
+				v.Claims = append(v.Claims, claimView{NameZH: spec.NameZH, NameEN: spec.NameEN, Value: formatValue(h.Claims[spec.Name]), Sensitive: spec.Sensitive})
+			}
+		}
+		out = append(out, v)
+	}
+	p.render(w, r, http.StatusOK, "credentials", "title.credentials", struct {
+		DID         string
+		Credentials []credView
+	}{u.contents.DID, out}, message{})
+}
+
+// liveStatus reads a credential's status bit from the committed state.
+func (p *Portal) liveStatus(c *wallet.Credential, now time.Time) string {
+	if !now.Before(c.ExpiresAt) {
+		return "expired"
+	}
+	list, ok := statusListOf(c.StatusURI, c.IssuerID)
+	if !ok {
+		return "unknown"
+	}
+	e, _, err := p.cfg.App.Status(c.IssuerID, list, uint32(c.StatusIdx), 0)
+	if err != nil {
+		return "unknown"
+	}
+	switch e.Status {
+	case ledger.StatusValid:
+		return "valid"
+	case ledger.StatusInvalid:
+		return "revoked"
+	case ledger.StatusSuspended:
+		return "suspended"
+	}
+	return "unknown"
+}
+
+// statusListOf reads the list number from a status URI the issuer built.
+func statusListOf(uri, issuer string) (uint32, bool) {
+	i := strings.Index(uri, credential.StatusPath+issuer+"/")
+	if i < 0 {
+		return 0, false
+	}
+	l, err := strconv.ParseUint(uri[i+len(credential.StatusPath+issuer+"/"):], 10, 32)
+	if err != nil || l >= ledger.MaxStatusLists {
+		return 0, false
+	}
+	return uint32(l), true
+}
+
+func (p *Portal) servicesPage(w http.ResponseWriter, r *request) {
+	svcs, _, err := p.cfg.App.Services(0)
+	if err != nil {
+		p.internal(w, r, err)
+		return
+	}
+	dir := p.directory()
+	type svcView struct {
+		ledger.Service
+		AuthorityZH, AuthorityEN string
+		Open                     bool // this node takes its applications
+	}
+	var out []svcView
+	for _, s := range svcs {
+		v := svcView{Service: s, Open: p.cfg.Desk != nil && p.cfg.Desk.Holds(s.Authority)}
+		v.AuthorityZH, v.AuthorityEN = dir.authorityNames(s.Authority)
+		out = append(out, v)
+	}
+	p.render(w, r, http.StatusOK, "services", "title.services", out, message{})
+}
+
+// consentView is one consent as the resident sees it.
+type consentView struct {
+	ledger.Consent
+	ServiceZH, ServiceEN     string
+	AuthorityZH, AuthorityEN string
+	ClaimsZH, ClaimsEN       string
+	State                    string // active, expired, revoked, used
+}
+
+func (p *Portal) consentsPage(w http.ResponseWriter, r *request) {
+	u, err := p.walletOf(r)
+	if err != nil {
+		p.walletFailed(w, r, err)
+		return
+	}
+	defer u.contents.Wipe()
+	dir := p.directory()
+	now := p.cfg.App.LastBlock().Time
+	var out []consentView
+	for _, psn := range p.pseudonyms(u.contents, dir) {
+		cs, _, err := p.cfg.App.Consents(psn, 0)
+		if err != nil {
+			p.internal(w, r, err)
+			return
+		}
+		for _, c := range cs {
+			v := consentView{Consent: c, State: consentState(&c, now)}
+			v.ServiceZH, v.ServiceEN = dir.serviceNames(c.Service)
+			v.AuthorityZH, v.AuthorityEN = dir.authorityNames(c.Authority)
+			v.ClaimsZH, v.ClaimsEN = dir.claimNames(c.Claims)
+			out = append(out, v)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Granted.Height > out[j].Granted.Height })
+	p.render(w, r, http.StatusOK, "consents", "title.consents", out, message{})
+}
+
+func consentState(c *ledger.Consent, now time.Time) string {
+	switch {
+	case c.Status != ledger.ConsentActive:
+		return c.Status
+	case !now.Before(c.Until):
+		return "expired"
+	}
+	return "active"
+}
+
+func (p *Portal) revokeConsent(w http.ResponseWriter, r *request) {
+	u, err := p.walletOf(r)
+	if err != nil {
+		p.walletFailed(w, r, err)
+		return
+	}
+	defer u.contents.Wipe()
+	svc, _, err := p.cfg.App.Service(r.PostFormValue("service"), 0)
+	if err != nil {
+		p.fail(w, r, http.StatusBadRequest, say("err.no_service"))
+		return
+	}
+	secret, ok := pseudonymSecret(u.contents)
+	if !ok {
+		p.fail(w, r, http.StatusBadRequest, say("err.no_consent"))
+		return
+	}
+	k, err := pseudonym.Derive(secret, svc.Authority)
+	if err != nil {
+		p.internal(w, r, err)
+		return
+	}
+	psn := pseudonym.FromKey(k.Public()).String()
+	if c, _, err := p.cfg.App.Consent(psn, svc.ID, 0); err != nil || c.Status != ledger.ConsentActive {
+		p.fail(w, r, http.StatusConflict, say("err.no_consent"))
+		return
+	}
+	ctx, cancel := background(r)
+	defer cancel()
+	guardian, gw, err := p.guardianFor(r)
+	if err != nil {
+		p.internal(w, r, err)
+		return
+	}
+	if gw != nil {
+		defer gw.contents.Wipe()
+	}
+	raw, err := service.Revoke(secret, svc.Authority, svc.ID, p.cfg.App.ChainID(), p.cfg.App.NextSeq(psn, 0), guardian)
+	if err != nil {
+		p.internal(w, r, err)
+		return
+	}
+	if m, err := p.commit(ctx, raw); err != nil {
+		p.log.Warn("a consent revocation was refused", "err", err)
+		p.fail(w, r, http.StatusConflict, m)
+		return
+	}
+	r.sess.setFlash("flash.revoked")
+	http.Redirect(w, r.Request, "/me/consents", http.StatusSeeOther)
+}
+
+// logEntry is one entry of the resident's data log.
+type logEntry struct {
+	ledger.Access
+	ReaderZH, ReaderEN   string
+	SourceZH, SourceEN   string
+	ServiceZH, ServiceEN string
+	ClaimsZH, ClaimsEN   string
+	ReasonZH, ReasonEN   string
+	Allowed              bool
+}
+
+func (p *Portal) logPage(w http.ResponseWriter, r *request) {
+	u, err := p.walletOf(r)
+	if err != nil {
+		p.walletFailed(w, r, err)
+		return
+	}
+	defer u.contents.Wipe()
+	dir := p.directory()
+	var out []logEntry
+	for _, psn := range p.pseudonyms(u.contents, dir) {
+		as, _, err := p.cfg.App.AccessLog(psn, 0)
+		if err != nil {
+			p.internal(w, r, err)
+			return
+		}
+		for _, a := range as {
+			v := logEntry{Access: a, Allowed: a.Outcome == tx.OutcomeAllowed}
+			v.ReaderZH, v.ReaderEN = dir.authorityNames(a.Reader)
+			v.SourceZH, v.SourceEN = dir.authorityNames(a.Source)
+			v.ServiceZH, v.ServiceEN = dir.serviceNames(a.Service)
+			v.ClaimsZH, v.ClaimsEN = dir.claimNames(a.Claims)
+			if !v.Allowed {
+				v.ReasonEN, v.ReasonZH = ledger.DenyReasonText(a.Reason)
+			}
+			out = append(out, v)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].At.Height > out[j].At.Height })
+	p.render(w, r, http.StatusOK, "log", "title.log", out, message{})
+}
+
+// pseudonyms are the wallet's pseudonyms towards every authority.
+func (p *Portal) pseudonyms(c *wallet.Contents, dir *directory) []string {
+	secret, ok := pseudonymSecret(c)
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, id := range dir.authorityIDs {
+		k, err := pseudonym.Derive(secret, id)
+		if err != nil {
+			continue
+		}
+		out = append(out, pseudonym.FromKey(k.Public()).String())
+	}
+	return out
+}
+
+// pseudonymSecret returns the wallet's secret without making one: a wallet
+// that never consented has no pseudonyms to look up.
+func pseudonymSecret(c *wallet.Contents) ([]byte, bool) {
+	if _, ok := c.Extra[service.PseudonymSecretField]; !ok {
+		return nil, false
+	}
+	s, _, err := service.PseudonymSecret(c)
+	return s, err == nil
+}
+
+// walletFailed answers a request whose session wallet could not be opened.
+func (p *Portal) walletFailed(w http.ResponseWriter, r *request, err error) {
+	p.log.Error("couldn't open a session's wallet", "err", err)
+	p.sessions.end(w, r.sess)
+	p.fail(w, r, http.StatusUnauthorized, say("err.session_expired"))
+}
+
+func (p *Portal) internal(w http.ResponseWriter, r *request, err error) {
+	p.log.Error("page failed", "path", r.URL.Path, "err", err)
+	p.fail(w, r, http.StatusInternalServerError, say("err.internal"))
+}

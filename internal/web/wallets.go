@@ -1,0 +1,175 @@
+package web
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/imi-city/imi/internal/hosted"
+	"github.com/imi-city/imi/internal/idnumber"
+	"github.com/imi-city/imi/internal/jws"
+	"github.com/imi-city/imi/internal/key"
+	"github.com/imi-city/imi/internal/pseudonym"
+	"github.com/imi-city/imi/internal/wallet"
+)
+
+// unlocked is a resident's hosted wallet, open for one request.
+type unlocked struct {
+	account  *hosted.Account
+	contents *wallet.Contents
+	key      hosted.WalletKey
+}
+
+// maxUnlocks bounds the sign-ins that run at once: each takes an Argon2id
+// run of 64 MiB, so a burst of them must queue rather than exhaust memory.
+const maxUnlocks = 8
+
+// errBusy is a sign-in that waited too long for its turn.
+var errBusy = errors.New("too many sign-ins at once")
+
+func (p *Portal) unlockWallet(n idnumber.Number, passphrase, code string) (*unlocked, error) {
+	select {
+	case p.unlocks <- struct{}{}:
+		defer func() { <-p.unlocks }()
+	case <-time.After(10 * time.Second):
+		return nil, errBusy
+	}
+	u, err := p.wallets.Unlock(n, []byte(passphrase), code)
+	if err != nil {
+		return nil, err
+	}
+	return &unlocked{account: u.Account, contents: u.Contents, key: u.Key}, nil
+}
+
+// signInRefusal words a refused sign-in. A wrong passphrase and an ID
+// number without a wallet read the same, so the page does not tell who has
+// one.
+func signInRefusal(err error) (message, int) {
+	var locked *hosted.LockedError
+	switch {
+	case errors.As(err, &locked):
+		return say("err.locked"), http.StatusTooManyRequests
+	case errors.Is(err, hosted.ErrNoAccount), errors.Is(err, hosted.ErrWrongPassphrase):
+		return say("err.signin_failed"), http.StatusUnauthorized
+	case errors.Is(err, hosted.ErrActivationNeeded):
+		return say("err.activation_needed"), http.StatusUnauthorized
+	case errors.Is(err, errBusy):
+		return say("err.busy"), http.StatusServiceUnavailable
+	}
+	return say("err.internal"), http.StatusInternalServerError
+}
+
+// keepWallet seals the wallet's key into the session under the cookie's
+// key.
+func (p *Portal) keepWallet(rs *residentSession, cookieKey []byte, u *unlocked) error {
+	blob, err := hosted.SealSession(cookieKey, u.account.ID, u.key)
+	if err != nil {
+		return err
+	}
+	rs.account, rs.blob = u.account.ID, blob
+	return nil
+}
+
+// walletOf opens the signed-in resident's wallet for this request.
+func (p *Portal) walletOf(r *request) (*unlocked, error) {
+	if r.sess == nil || r.sess.resident == nil {
+		return nil, errors.New("not signed in")
+	}
+	// A guardian acting for a ward works in the ward's wallet.
+	r.sess.mu.Lock()
+	blob := r.sess.resident.blob
+	if w := r.sess.resident.ward; w != nil {
+		blob = w.blob
+	}
+	r.sess.mu.Unlock()
+	id, k, err := hosted.OpenSession(r.key, blob)
+	if err != nil {
+		return nil, err
+	}
+	a, c, err := p.wallets.Open(id, k)
+	if err != nil {
+		return nil, err
+	}
+	return &unlocked{account: a, contents: c, key: k}, nil
+}
+
+// saveWallet stores u's changed contents.
+func (p *Portal) saveWallet(r *request, u *unlocked) error {
+	return p.wallets.Save(u.account, u.contents, u.key)
+}
+
+// collectInbox moves credentials delivered to the wallet's inbox into it.
+// An item that is not a credential bound to this wallet's key is dropped:
+// the inbox is sealed to the wallet, but whoever delivered it could still
+// have meant another resident.
+func (p *Portal) collectInbox(u *unlocked) error {
+	items, done, err := p.wallets.Collect(u.account, u.contents)
+	if err != nil || len(items) == 0 {
+		return err
+	}
+	k, err := key.FromSeed(u.contents.Key)
+	if err != nil {
+		return err
+	}
+	added := 0
+	for _, it := range items {
+		var c wallet.Credential
+		if err := json.Unmarshal(it, &c); err != nil || c.SDJWT == "" || c.ID != wallet.CredentialID(c.SDJWT) {
+			p.log.Warn("dropped a hosted-wallet inbox item that is not a credential")
+			continue
+		}
+		if !boundToKey(c.SDJWT, k.Public()) {
+			p.log.Warn("dropped a delivered credential bound to another key")
+			continue
+		}
+		if slices.ContainsFunc(u.contents.Credentials, func(h wallet.Credential) bool { return h.ID == c.ID }) {
+			continue
+		}
+		u.contents.Credentials = append(u.contents.Credentials, c)
+		added++
+	}
+	if added > 0 {
+		if err := p.wallets.Save(u.account, u.contents, u.key); err != nil {
+			return fmt.Errorf("couldn't save collected credentials: %w", err)
+		}
+	}
+	return done()
+}
+
+// boundToKey reports whether the credential's cnf key is k.
+func boundToKey(sdjwt string, k key.Public) bool {
+	claims, err := issuerClaims(sdjwt)
+	if err != nil {
+		return false
+	}
+	cnf, _ := claims["cnf"].(map[string]any)
+	jwk, _ := cnf["jwk"].(map[string]any)
+	x, _ := jwk["x"].(string)
+	want := key.Public.Bytes(k)
+	got, err := b64url(x)
+	return err == nil && jwk["kty"] == "OKP" && jwk["crv"] == "Ed25519" && bytes.Equal(got, want)
+}
+
+func pseudonymOf(secret []byte, authority string) (string, error) {
+	k, err := pseudonym.Derive(secret, authority)
+	if err != nil {
+		return "", err
+	}
+	return pseudonym.FromKey(k.Public()).String(), nil
+}
+
+// issuerClaims parses (without verifying) the issuer-signed payload of an
+// SD-JWT; the caller checks what it relies on.
+func issuerClaims(sdjwt string) (map[string]any, error) {
+	jwt, _, _ := strings.Cut(sdjwt, "~")
+	_, claims, err := jws.ParseClaims(jwt, jws.EdDSA)
+	return claims, err
+}
+
+func b64url(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
