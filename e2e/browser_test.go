@@ -174,7 +174,7 @@ func installChromium() (string, error) {
 	for _, args := range [][]string{
 		{"apt-get", "update", "-qq"},
 		// With recommends, as .ci/run: they bring fonts-liberation.
-		{"apt-get", "install", "-y", "-qq", "chromium"},
+		{"apt-get", "install", "-y", "-qq", "chromium", "fonts-noto-cjk"},
 	} {
 		args = append(prefix, args...)
 		cmd := exec.CommandContext(ctx, args[0], args[1:]...)
