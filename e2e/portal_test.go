@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,8 +25,15 @@ const portalIdle = 20 * time.Second
 
 // portal is a demo district started with imi up, seen through its portal.
 type portal struct {
-	base  string
-	staff map[string]string // account → passphrase, from demo-staff.txt
+	base    string
+	staff   map[string]string // account → passphrase, from demo-staff.txt
+	home    string
+	logPath string
+	node    *proc
+
+	mu     sync.Mutex
+	people []person // everyone the counter registered
+	codes  []string // their activation codes
 }
 
 // startPortal starts the demo district the way a new user does (imi up)
@@ -44,7 +52,7 @@ func startPortal(t *testing.T, ctx context.Context) *portal {
 	if err := os.WriteFile(cfg, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logf, _ := nodeLog(t, dir)
+	logf, logPath := nodeLog(t, dir)
 	nd := startProc(t, logf, "up", "--home", home)
 	t.Cleanup(nd.kill)
 	if _, err := newAPI(addr).waitReady(ctx, nd, 60*time.Second); err != nil {
@@ -53,7 +61,7 @@ func startPortal(t *testing.T, ctx context.Context) *portal {
 	if out := nd.stdout.String(); !strings.Contains(out, "portal     http://"+addr+"/") {
 		t.Errorf("imi up did not print the portal's address:\n%s", out)
 	}
-	p := &portal{base: "http://" + addr, staff: map[string]string{}}
+	p := &portal{base: "http://" + addr, staff: map[string]string{}, home: home, logPath: logPath, node: nd}
 	f, err := os.Open(filepath.Join(home, "demo-staff.txt"))
 	if err != nil {
 		t.Fatal(err)
@@ -145,6 +153,9 @@ func (p *portal) register(t *testing.T, b *browser, pe person, check bool) strin
 	if !regexp.MustCompile(`^[2-9A-HJ-NP-Z-]{10,12}$`).MatchString(code) {
 		t.Fatalf("the receipt's activation code is %q", code)
 	}
+	p.mu.Lock()
+	p.people, p.codes = append(p.people, pe), append(p.codes, code)
+	p.mu.Unlock()
 	if check {
 		b.shot(t, "receipt")
 		b.axe(t, b.test, "receipt")
@@ -239,6 +250,15 @@ func (p *portal) journey(t *testing.T, ctx context.Context, w words, pe person) 
 	}
 	b.shot(t, "pension-form")
 	b.axe(t, ctx, "pension-form")
+	// The same form on a phone (the tab shares the session).
+	ph := b.phone(t)
+	ph.navigate(t, runValue(t, b, "read the form's address", chromedp.Location()))
+	ph.waitVisible(t, "input[name=agree]")
+	if w := runValue(t, ph, "measure the page", chromedp.Evaluate[int](`document.documentElement.scrollWidth`)); w > int(phoneViewport.width) {
+		t.Errorf("on a phone the form is %d px wide, wider than the %d px screen", w, phoneViewport.width)
+	}
+	ph.shot(t, "pension-form-phone")
+	ph.axe(t, ctx, "pension-form-phone")
 	b.run(t,
 		chromedp.Click(chromedp.CSS("input[name=sensitive_ok]")),
 		chromedp.Click(chromedp.CSS("input[name=mode][value=standing]")),
@@ -274,7 +294,6 @@ func (p *portal) journey(t *testing.T, ctx context.Context, w words, pe person) 
 		t.Errorf("the denial in the log does not say who and what: %s", denied)
 	}
 	b.shot(t, "log-denied")
-	ph := b.phone(t)
 	ph.navigate(t, p.base+"/me/log")
 	ph.shot(t, "log-phone")
 	ph.axe(t, ctx, "log-phone")
@@ -299,6 +318,57 @@ func TestPortal(t *testing.T) {
 	t.Run("journey in English", func(t *testing.T) { p.journey(t, ctx, enWords, newPerson(t, 12, "李", "伟")) })
 	t.Run("keyboard only", func(t *testing.T) { p.keyboard(t, ctx, newPerson(t, 13, "王", "芳")) })
 	t.Run("refusals", func(t *testing.T) { p.refusals(t, ctx, newPerson(t, 14, "张", "强")) })
+	t.Run("nothing personal on the chain or in the log", func(t *testing.T) { p.scan(t) })
+}
+
+// scan stops the node and looks through its files. Names, addresses and ID
+// numbers may be only in the off-chain store (the registrar's register and
+// the received applications); passphrases and activation codes nowhere.
+func (p *portal) scan(t *testing.T) {
+	if code, took, err := p.node.interrupt(15 * time.Second); err != nil || code != 0 {
+		t.Fatalf("stopping the node: exit %d after %v: %v", code, took, err)
+	}
+	all := filesUnder(t, p.home)
+	logb, err := os.ReadFile(p.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all = append(all, scanTarget{name: "node log", b: logb})
+	var chain []scanTarget
+	for _, f := range all {
+		if !strings.Contains(f.name, string(filepath.Separator)+"offchain"+string(filepath.Separator)) {
+			chain = append(chain, f)
+		}
+	}
+	// Controls: the scan reads what the portal wrote.
+	if len(hits(needle{"service id", []byte("pension_application")}, chain)) == 0 {
+		t.Error("scan control: no consent to the pension is in the chain data")
+	}
+	if len(p.people) < 4 {
+		t.Fatalf("only %d residents were registered", len(p.people))
+	}
+	for i, pe := range p.people {
+		for name, v := range map[string]string{"given name": pe.given, "address": pe.address} {
+			if w := hits(needle{name, []byte(v)}, chain); len(w) > 0 {
+				t.Errorf("PERSONAL DATA: %s of resident %d found in %s", name, i, strings.Join(w, ", "))
+			}
+		}
+		for _, nd := range idNeedles(pe.number.String()) {
+			if w := hits(nd, chain); len(w) > 0 {
+				t.Errorf("PERSONAL DATA: ID number form %s found in %s", nd.name, strings.Join(w, ", "))
+			}
+		}
+		for name, v := range map[string]string{"passphrase": pe.passphrase, "activation code": p.codes[i], "activation code without dashes": strings.ReplaceAll(p.codes[i], "-", "")} {
+			if w := hits(needle{name, []byte(v)}, all); len(w) > 0 {
+				t.Errorf("SECRET: the %s of resident %d found in %s", name, i, strings.Join(w, ", "))
+			}
+		}
+	}
+	for account, pass := range p.staff {
+		if w := hits(needle{"staff passphrase", []byte(pass)}, all); len(w) > 1 || len(w) == 1 && !strings.HasSuffix(w[0], "demo-staff.txt@"+strings.Split(w[0], "@")[1]) {
+			t.Errorf("SECRET: %s's passphrase found in %s", account, strings.Join(w, ", "))
+		}
+	}
 }
 
 // keyboard goes through the application form with the keyboard alone:
