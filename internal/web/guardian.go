@@ -39,6 +39,7 @@ func init() {
 type guardianship struct {
 	ledger.Delegation
 	ScopeZH, ScopeEN string
+	BasisLabel       string // a catalogue key, "" for a basis the portal has no words for
 	Active           bool
 }
 
@@ -52,6 +53,11 @@ func (p *Portal) guardianDelegations(did string) ([]guardianship, error) {
 	var out []guardianship
 	for _, d := range dels {
 		v := guardianship{Delegation: d, Active: d.ActiveAt(now)}
+		for _, b := range counterBases {
+			if b.Value == d.Basis {
+				v.BasisLabel = b.Label
+			}
+		}
 		var zh, en []string
 		for _, s := range d.Scope {
 			if s == "*" {
@@ -121,6 +127,11 @@ func (p *Portal) actFor(w http.ResponseWriter, r *request) {
 		return
 	}
 	defer u.contents.Wipe()
+	// A young ward may never sign in: what authorities delivered to the
+	// ward's inbox is collected when the guardian opens the wallet.
+	if err := p.collectInbox(u); err != nil {
+		p.log.Warn("couldn't collect a hosted wallet's inbox", "err", err)
+	}
 	blob, err := hosted.SealSession(r.key, u.account.ID, u.key)
 	if err != nil {
 		p.internal(w, r, err)

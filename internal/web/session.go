@@ -208,6 +208,9 @@ func (s *session) wipe() {
 	defer s.mu.Unlock()
 	if s.resident != nil {
 		clear(s.resident.blob)
+		if s.resident.ward != nil {
+			clear(s.resident.ward.blob)
+		}
 		s.resident = nil
 	}
 	s.staff = nil
