@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/imi-city/imi/internal/hosted"
 	"github.com/imi-city/imi/internal/idnumber"
@@ -138,7 +137,7 @@ func (p *Portal) actFor(w http.ResponseWriter, r *request) {
 		return
 	}
 	r.sess.mu.Lock()
-	rs.ward = &wardSession{account: u.account.ID, did: u.contents.DID, name: displayName(u.contents, time.Now()), blob: blob}
+	rs.ward = &wardSession{account: u.account.ID, did: u.contents.DID, name: displayName(u.contents, p.cfg.Now()), blob: blob}
 	r.sess.mu.Unlock()
 	p.log.Info("a guardian is acting for a ward")
 	r.sess.setFlash("flash.acting")

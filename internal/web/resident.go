@@ -45,8 +45,10 @@ func (p *Portal) signInPage(w http.ResponseWriter, r *request) {
 }
 
 func (p *Portal) signIn(w http.ResponseWriter, r *request) {
+	// The number is kept for another try (the page is no-store); the
+	// passphrase and code are not.
 	again := func(status int, m message) {
-		p.render(w, r, status, "signin", "title.signin", nil, m)
+		p.render(w, r, status, "signin", "title.signin", struct{ IDNumber string }{strings.TrimSpace(r.PostFormValue("id_number"))}, m)
 	}
 	if !p.limits.allow(r.RemoteAddr) {
 		again(http.StatusTooManyRequests, say("err.rate_limited"))
@@ -71,7 +73,7 @@ func (p *Portal) signIn(w http.ResponseWriter, r *request) {
 		p.log.Warn("couldn't collect a hosted wallet's inbox", "err", err)
 	}
 	s, k := p.sessions.start(w, r.sess)
-	rs := &residentSession{account: u.account.ID, did: u.contents.DID, name: displayName(u.contents, time.Now())}
+	rs := &residentSession{account: u.account.ID, did: u.contents.DID, name: displayName(u.contents, p.cfg.Now())}
 	if err := p.keepWallet(rs, k, u); err != nil {
 		p.log.Error("couldn't seal a session's wallet", "err", err)
 		p.sessions.end(w, s)
