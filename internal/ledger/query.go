@@ -137,6 +137,37 @@ func (a *App) ResidentRecord(d string, h int64) (*Resident, int64, error) {
 	return recordAt[Resident](a, pDID+d, h)
 }
 
+// ResidentByTag returns the DID record of the resident registered under the
+// registrars' uniqueness tag, as of height h: how a registrar finds the DID
+// of a person in front of them from the ID card alone. ErrNotFound if no
+// one is registered under tag. The tag stays with its DID through key
+// changes, re-proofs and deactivation.
+//
+// This reveals nothing that a reader of the state does not already have:
+// the tag is an HMAC of the ID number under the registrars' key, so only a
+// holder of that key can compute the tag of a given number, and a tag
+// found in the state already sits beside its DID there.
+func (a *App) ResidentByTag(tag tx.Hash32, h int64) (*Resident, int64, error) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	v, err := a.at(h)
+	if err != nil {
+		return nil, 0, err
+	}
+	st := treeKV{v.t}
+	d := st.get(uniqKey(tag))
+	if d == nil {
+		return nil, v.height, ErrNotFound
+	}
+	r := getResident(st, string(d))
+	if r == nil {
+		// The index and the record are written in the same transaction
+		// and neither is ever removed.
+		return nil, v.height, fmt.Errorf("ledger: the uniqueness index names %s, which has no record", d)
+	}
+	return r, v.height, nil
+}
+
 // recordAt reads the record under k as of height h.
 func recordAt[T any](a *App, k string, h int64) (*T, int64, error) {
 	a.mu.RLock()

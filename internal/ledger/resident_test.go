@@ -359,3 +359,54 @@ func TestResolveHistory(t *testing.T) {
 
 // withKey is p signing with another key (after a rotation).
 func (p *party) withKey(k key.Private) *party { return &party{name: p.name, key: k, did: p.did} }
+
+func TestResidentByTag(t *testing.T) {
+	d := withAlice(t) // height 1
+	newKey := seedKey(t, "alice reproofed")
+	d.ok(d.tx(d.psb.party, &tx.Reproof{DID: d.alice.did, UniquenessTag: d.alice.tag, NewKey: newKey.Public(),
+		NewRecoveryHash: key.RecoveryHash(seedKey(t, "alice reproof recovery").Public()), Assurance: "high"})) // 2
+	d.ok(d.tx(d.psb.party, d.bob.register())) // 3
+	stranger := newResident(t, "stranger", 3)
+
+	for _, tt := range []struct {
+		name    string
+		tag     tx.Hash32
+		h       int64
+		wantDID string
+		wantKey key.Public
+		wantErr error
+	}{
+		{"after registration", d.alice.tag, 1, d.alice.did, d.alice.key.Public(), nil},
+		{"follows the re-proof", d.alice.tag, 2, d.alice.did, newKey.Public(), nil},
+		{"latest", d.alice.tag, 0, d.alice.did, newKey.Public(), nil},
+		{"another resident's tag", d.bob.tag, 0, d.bob.did, d.bob.key.Public(), nil},
+		{"before that resident registered", d.bob.tag, 2, "", key.Public{}, ledger.ErrNotFound},
+		{"a tag no one holds", stranger.tag, 0, "", key.Public{}, ledger.ErrNotFound},
+		{"zero tag", tx.Hash32{}, 0, "", key.Public{}, ledger.ErrNotFound},
+		{"above the last height", d.alice.tag, 4, "", key.Public{}, ledger.ErrBadHeight},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r, h, err := d.app.ResidentByTag(tt.tag, tt.h)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) || r != nil {
+					t.Errorf("ResidentByTag = %+v, %v; want %v", r, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ResidentByTag: %v", err)
+			}
+			wantH := tt.h
+			if wantH == 0 {
+				wantH = 3 // the latest
+			}
+			if h != wantH {
+				t.Errorf("height = %d, want %d", h, wantH)
+			}
+			if r.DID != tt.wantDID || !r.Key.Equal(tt.wantKey) || r.UniquenessTag != tt.tag {
+				t.Errorf("ResidentByTag = DID %s, key %x, tag %x; want DID %s, key %x, its own tag",
+					r.DID, r.Key.Bytes(), r.UniquenessTag, tt.wantDID, tt.wantKey.Bytes())
+			}
+		})
+	}
+}

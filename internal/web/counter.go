@@ -362,6 +362,9 @@ type counterReceipt struct {
 	SignIn     string // the portal's sign-in address
 	NoIdentity bool   // the identity credential could not be issued
 	Reissue    []counterOldCredential
+	// NewWallet: a re-proof of a resident with no hosted wallet here, whose
+	// old wallet the counter can neither see nor revoke from.
+	NewWallet bool
 }
 
 // counterOldCredential is one credential of a replaced wallet.
@@ -503,7 +506,10 @@ func (p *Portal) register(w http.ResponseWriter, r *request) {
 // reproof is government-backed recovery: the resident is proofed in person
 // again, a new key is bound to their DID, the identity credential is issued
 // to it, the hosted wallet is replaced and the old wallet's credentials are
-// revoked where this node holds the issuer's key.
+// revoked where this node holds the issuer's key. A resident with no hosted
+// wallet here (registered with the command-line wallet, or at another node)
+// is found on the ledger by the uniqueness tag of the number and gets a new
+// hosted wallet; what their old wallet held the counter cannot know.
 func (p *Portal) reproof(w http.ResponseWriter, r *request) {
 	staff := r.sess.staff
 	again := func(status int, f *counterIdentityForm, m message) {
@@ -529,27 +535,14 @@ func (p *Portal) reproof(w http.ResponseWriter, r *request) {
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	acct, err := p.wallets.ByNumber(id.number)
-	if errors.Is(err, hosted.ErrNoAccount) {
-		refuse("id_number", "err.counter_no_wallet")
-		return
-	}
+	tag := tx.Hash32(idnumber.UniquenessTag(*p.cfg.UniquenessKey, id.number))
+	d, replace, refusal, err := p.reproofDID(staff, id.number, tag)
 	if err != nil {
 		p.internal(w, r, err)
 		return
 	}
-	d := acct.DID
-	res, _, err := p.cfg.App.ResidentRecord(d, 0)
-	if err != nil {
-		refuse("id_number", "err.counter_not_on_ledger")
-		return
-	}
-	tag := idnumber.UniquenessTag(*p.cfg.UniquenessKey, id.number)
-	if tx.Hash32(tag) != res.UniquenessTag {
-		// The wallet was found by this number, so this means the wallet
-		// and the ledger disagree: a case for the registrar's back office.
-		p.log.Error("a hosted wallet's DID was registered under another uniqueness tag", "authority", staff.Authority)
-		refuse("id_number", "err.counter_tag_mismatch")
+	if refusal != "" {
+		refuse("id_number", refusal)
 		return
 	}
 	k, rk, err := newResidentKeys()
@@ -569,8 +562,8 @@ func (p *Portal) reproof(w http.ResponseWriter, r *request) {
 
 	// The old key stopped working in that block. As at registration, the
 	// new keys must reach the wallet whatever else fails; if they do not,
-	// the old wallet is still found by the number and a second re-proof
-	// starts over.
+	// the old wallet (or, without one, the ledger's tag) is still found by
+	// the number and a second re-proof starts over.
 	contents := &wallet.Contents{DID: d, Key: k.Seed(), RecoveryKey: rk.Seed()}
 	defer contents.Wipe()
 	cred, _, err := p.issue(ctx, staff.Authority, laneCounter, credential.TypeResidentIdentity, d, id.claims, 0)
@@ -584,20 +577,86 @@ func (p *Portal) reproof(w http.ResponseWriter, r *request) {
 			p.log.Warn("the counterIdentity record was not stored at re-proof", "authority", staff.Authority)
 		}
 	}
-	_, code, old, err := p.wallets.Replace(id.number, d, contents, id.passphrase)
-	if err != nil {
-		p.log.Error("a re-proofed resident's hosted wallet was not replaced", "authority", staff.Authority, "err", err)
-		p.fail(w, r, http.StatusInternalServerError, say("err.counter_wallet_failed_reproof"))
-		return
+	var (
+		code    string
+		old     []hosted.StatusRef
+		outcome = "replaced"
+	)
+	if replace {
+		_, code, old, err = p.wallets.Replace(id.number, d, contents, id.passphrase)
+		if err != nil {
+			p.log.Error("a re-proofed resident's hosted wallet was not replaced", "authority", staff.Authority, "err", err)
+			p.fail(w, r, http.StatusInternalServerError, say("err.counter_wallet_failed_reproof"))
+			return
+		}
+	} else {
+		outcome = "created"
+		if _, code, err = p.wallets.Create(id.number, d, contents, id.passphrase); err != nil {
+			p.log.Error("a re-proofed resident's new hosted wallet was not stored", "authority", staff.Authority, "err", err)
+			p.fail(w, r, http.StatusInternalServerError, say("err.counter_wallet_failed_new"))
+			return
+		}
 	}
 	reissue := p.revokeOld(ctx, staff.Authority, old)
-	p.log.Info("resident re-proofed", "authority", staff.Authority, "identity_issued", cred != nil, "old_credentials", len(old))
+	p.log.Info("resident re-proofed", "authority", staff.Authority, "identity_issued", cred != nil, "hosted_wallet", outcome, "old_credentials", len(old))
 	p.render(w, r, http.StatusOK, "counter_receipt", "counter.title_receipt_reproof", &counterReceipt{
 		Reproof: true,
 		Name:    id.claims["family_name"].(string) + id.claims["given_name"].(string),
 		Masked:  maskedNumber(id.number), DID: d, Date: p.cfg.Now(), Code: activationGroups(code),
-		SignIn: signInAddress(r), NoIdentity: cred == nil, Reissue: reissue,
+		SignIn: signInAddress(r), NoIdentity: cred == nil, Reissue: reissue, NewWallet: !replace,
 	}, message{})
+}
+
+// reproofDID finds the DID the counter is to re-proof for ID number n,
+// whose uniqueness tag is tag. replace says that n has a hosted wallet
+// here, to be replaced; otherwise the resident registered elsewhere (the
+// command-line wallet, another node) and is found by the ledger's index of
+// tags, and a new hosted wallet is to be created. refusal is a catalogue
+// key when the counter must not go on; nothing has been written then.
+func (p *Portal) reproofDID(staff *StaffAccount, n idnumber.Number, tag tx.Hash32) (d string, replace bool, refusal string, err error) {
+	acct, err := p.wallets.ByNumber(n)
+	switch {
+	case err == nil:
+		res, _, err := p.cfg.App.ResidentRecord(acct.DID, 0)
+		if err != nil {
+			return "", false, "err.counter_not_on_ledger", nil
+		}
+		if tag != res.UniquenessTag {
+			// The wallet was found by this number, so this means the
+			// wallet and the ledger disagree: a case for the registrar's
+			// back office.
+			p.log.Error("a hosted wallet's DID was registered under another uniqueness tag", "authority", staff.Authority)
+			return "", false, "err.counter_tag_mismatch", nil
+		}
+		return acct.DID, true, "", nil
+	case !errors.Is(err, hosted.ErrNoAccount):
+		return "", false, "", err
+	}
+
+	res, _, err := p.cfg.App.ResidentByTag(tag, 0)
+	switch {
+	case errors.Is(err, ledger.ErrNotFound):
+		return "", false, "err.counter_not_registered", nil
+	case err != nil:
+		return "", false, "", err
+	}
+	// The ledger re-activates a resident who moved away and came back,
+	// in person; every other deactivation is final, and would be refused
+	// only after new keys were made for nothing.
+	if res.Deactivated && res.DeactivationReason != ledger.ReasonMovedAway {
+		return "", false, "err.counter_deactivated", nil
+	}
+	// The DID's wallet here would be under another number's lookup: the
+	// store and the ledger disagree, and Create would fail only after
+	// the re-proof.
+	switch _, err := p.wallets.Store.ByDID(res.DID); {
+	case err == nil:
+		p.log.Error("a registered DID has a hosted wallet under another ID number", "authority", staff.Authority)
+		return "", false, "err.counter_tag_mismatch", nil
+	case !errors.Is(err, hosted.ErrNoAccount):
+		return "", false, "", err
+	}
+	return res.DID, false, "", nil
 }
 
 // revokeOld revokes each credential of a replaced wallet whose issuer's key

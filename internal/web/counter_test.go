@@ -340,6 +340,142 @@ func TestCounterReproofReplacesTheKeyAndRevokesTheOldCredentials(t *testing.T) {
 	}
 }
 
+// TestCounterReproofsAResidentRegisteredElsewhere re-proofs residents
+// who registered with the command-line wallet or at another node, so have
+// no hosted wallet here: the ledger's index of uniqueness tags finds the
+// DID, and the counter makes them a hosted wallet.
+func TestCounterReproofsAResidentRegisteredElsewhere(t *testing.T) {
+	h := newHarness(t)
+	clerk := h.clerk()
+	// write commits body signed by the registrar, as imi does from the
+	// command line.
+	write := func(body tx.Body) {
+		t.Helper()
+		x, err := tx.New(harnessChainID, h.dids[psbID], 0, h.app.NextSeq(h.dids[psbID], 0), body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x.Sign(h.keys[psbID])
+		if res, err := h.chain.Submit(context.Background(), x.Encode()); err != nil || res.Code != 0 {
+			t.Fatalf("%T: %v, %+v", body, err, res)
+		}
+	}
+	// anchor registers p on the ledger with no hosted wallet here.
+	anchor := func(p *person) string {
+		t.Helper()
+		k, _ := key.Generate()
+		rk, _ := key.Generate()
+		d := did.FromKey(k.Public()).String()
+		write(&tx.RegisterResident{DID: d, Key: k.Public(), RecoveryHash: key.RecoveryHash(rk.Public()),
+			UniquenessTag: idnumber.UniquenessTag(h.uniq, p.number), Assurance: "high"})
+		return d
+	}
+
+	p := h.newPerson("吴", "建国", "male", 1962, 4, 18)
+	d := anchor(p)
+	before, _, err := h.app.ResidentRecord(d, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.portal.wallets.ByNumber(p.number); !errors.Is(err, hosted.ErrNoAccount) {
+		t.Fatalf("a hosted wallet exists before the re-proof: %v", err)
+	}
+	res, body := clerk.submit("/counter/reproof", "/counter/reproof", p.form())
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("re-proof: %d\n%s", res.StatusCode, body)
+	}
+	rc := readReceipt(t, body)
+	if rc.did != d || rc.code == "" {
+		t.Errorf("re-proof receipt: DID %s, code %q; want %s and a code", rc.did, rc.code, d)
+	}
+	for _, want := range []string{"您原来的钱包", "请向原签发机构申请重新签发"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the receipt does not say %q", want)
+		}
+	}
+
+	// The ledger binds a new key, attested by this counter.
+	rec, _, err := h.app.ResidentRecord(d, 0)
+	if err != nil || rec.Key.Equal(before.Key) || rec.KeyVersion != before.KeyVersion+1 || rec.Attestation.Registrar != h.dids[psbID] {
+		t.Fatalf("resident record after re-proof = %+v, %v; want a new key", rec, err)
+	}
+	// A hosted wallet exists now; the new passphrase and the code open it,
+	// and it holds the new key and a fresh identity credential.
+	if a, err := h.portal.wallets.ByNumber(p.number); err != nil || a.DID != d {
+		t.Fatalf("hosted account = %+v, %v; want one for %s", a, err, d)
+	}
+	u, err := h.unlock(p, rc.code)
+	if err != nil {
+		t.Fatalf("new passphrase and code: %v", err)
+	}
+	if k, err := key.FromSeed(u.Contents.Key); err != nil || !k.Public().Equal(rec.Key) {
+		t.Errorf("the new wallet's key is not the key the ledger bound (%v)", err)
+	}
+	if rk, err := key.FromSeed(u.Contents.RecoveryKey); err != nil || tx.Hash32(key.RecoveryHash(rk.Public())) != rec.RecoveryHash {
+		t.Errorf("the new wallet's recovery key is not the one the ledger committed to (%v)", err)
+	}
+	if len(u.Contents.Credentials) != 1 || u.Contents.Credentials[0].Type != credential.TypeResidentIdentity {
+		t.Fatalf("new wallet credentials = %+v, want one identity credential", u.Contents.Credentials)
+	}
+	if st := h.portal.liveStatus(&u.Contents.Credentials[0], h.clock.now()); st != "valid" {
+		t.Errorf("the new identity credential is %s, want valid", st)
+	}
+	if got := claimsOf(t, u.Contents, credential.TypeResidentIdentity, h.clock.now())["given_name"]; got != "建国" {
+		t.Errorf("given_name = %v, want the card's", got)
+	}
+	if logs := h.log.String(); !strings.Contains(logs, "resident re-proofed") || strings.Contains(logs, d) {
+		t.Errorf("the log does not say a resident was re-proofed, or names them:\n%s", logs)
+	}
+
+	// From now on the hosted wallet is what a re-proof replaces.
+	p.passphrase = "yet another passphrase"
+	res, body = clerk.submit("/counter/reproof", "/counter/reproof", p.form())
+	if res.StatusCode != http.StatusOK || strings.Contains(body, "您原来的钱包") {
+		t.Errorf("second re-proof: %d, want 200 without the old-wallet notice\n%s", res.StatusCode, body)
+	}
+
+	// Refused, each before anything is written.
+	deceased := h.newPerson("吴", "老", "male", 1930, 1, 1)
+	write(&tx.Deactivate{DID: anchor(deceased), Reason: ledger.ReasonDeceased})
+	for _, c := range []struct {
+		name, wantZH, wantEN string
+		p                    *person
+	}{
+		{"not registered", "此人尚未登记", "This person is not registered", h.newPerson("赵", "敏", "female", 1970, 2, 2)},
+		{"deactivated", "已注销", "was deactivated", deceased},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for lang, want := range map[string]string{"zh": c.wantZH, "en": c.wantEN} {
+				clerk.get("/counter?lang=" + lang)
+				height, residents := h.chain.Height(), h.residentsOnLedger()
+				res, body := clerk.submit("/counter/reproof", "/counter/reproof", c.p.form())
+				if res.StatusCode != http.StatusConflict || !strings.Contains(body, want) || !strings.Contains(body, `id="id_number_error"`) {
+					t.Errorf("%s: %d, want 409 saying %q next to the number\n%s", lang, res.StatusCode, want, body)
+				}
+				if h.chain.Height() != height || h.residentsOnLedger() != residents {
+					t.Errorf("%s: something was written to the ledger", lang)
+				}
+				if _, err := h.portal.wallets.ByNumber(c.p.number); !errors.Is(err, hosted.ErrNoAccount) {
+					t.Errorf("%s: a hosted wallet was made: %v", lang, err)
+				}
+			}
+		})
+	}
+	clerk.get("/counter?lang=zh")
+
+	// One who moved away and came back is re-activated, as the ledger
+	// allows in person.
+	back := h.newPerson("吴", "归", "female", 1988, 9, 9)
+	backDID := anchor(back)
+	write(&tx.Deactivate{DID: backDID, Reason: ledger.ReasonMovedAway})
+	if res, body := clerk.submit("/counter/reproof", "/counter/reproof", back.form()); res.StatusCode != http.StatusOK {
+		t.Fatalf("re-proof of a resident who moved away: %d\n%s", res.StatusCode, body)
+	}
+	if rec, _, err := h.app.ResidentRecord(backDID, 0); err != nil || rec.Deactivated {
+		t.Errorf("resident who moved away, after re-proof = %+v, %v; want active", rec, err)
+	}
+}
+
 func TestCounterRecordsAGuardian(t *testing.T) {
 	h := newHarness(t)
 	clerk := h.clerk()
