@@ -70,6 +70,9 @@ type fieldView struct {
 
 // prepare reloads the application and fills its form from the wallet.
 func (p *Portal) prepare(r *request, id string) (*formView, *consent.Form, *unlocked, message, int) {
+	if p.cfg.Desk == nil {
+		return nil, nil, nil, say("err.no_application"), http.StatusNotFound
+	}
 	a, err := p.cfg.Desk.Get(id)
 	if err != nil {
 		return nil, nil, nil, say("err.no_application"), http.StatusNotFound
@@ -122,10 +125,6 @@ func pick(l, zh, en string) string {
 }
 
 func (p *Portal) applicationPage(w http.ResponseWriter, r *request) {
-	if p.cfg.Desk == nil {
-		p.fail(w, r, http.StatusNotFound, say("err.no_application"))
-		return
-	}
 	v, _, u, m, status := p.prepare(r, r.PathValue("id"))
 	if u != nil {
 		defer u.contents.Wipe()
@@ -138,10 +137,6 @@ func (p *Portal) applicationPage(w http.ResponseWriter, r *request) {
 }
 
 func (p *Portal) answerApplication(w http.ResponseWriter, r *request) {
-	if p.cfg.Desk == nil {
-		p.fail(w, r, http.StatusNotFound, say("err.no_application"))
-		return
-	}
 	id := r.PathValue("id")
 	v, form, u, m, status := p.prepare(r, id)
 	if u != nil {
@@ -230,14 +225,12 @@ func (p *Portal) answerApplication(w http.ResponseWriter, r *request) {
 			return
 		}
 	}
-	guardian, gw, err := p.guardianFor(r)
-	if err != nil {
+	if ch.Guardian, err = p.guardianFor(r); err != nil {
 		p.internal(w, r, err)
 		return
 	}
-	if gw != nil {
-		defer gw.contents.Wipe()
-		ch.Guardian = guardian
+	if ch.Guardian != nil {
+		defer ch.Guardian.Contents.Wipe()
 	}
 	psn, err := pseudonymOf(secret, v.Service.Authority)
 	if err != nil {

@@ -814,10 +814,7 @@ func (p *Portal) revokeForm(r *request, list, index string) (*revokeView, messag
 		return v, say("err.console_no_entry")
 	}
 	v.Entry, v.State = e, entryState(e.Status)
-	v.TypeZH, v.TypeEN = e.Type, e.Type
-	if t := p.directory().types[e.Type]; t != nil {
-		v.TypeZH, v.TypeEN = t.NameZH, t.NameEN
-	}
+	v.TypeZH, v.TypeEN = p.directory().typeNames(e.Type)
 	return v, message{}
 }
 
@@ -884,14 +881,8 @@ const accessPageSize = 50
 
 // accessRow is one access record in the authority's list.
 type accessRow struct {
-	ledger.Access
-	ReaderZH, ReaderEN   string
-	SourceZH, SourceEN   string
-	ServiceZH, ServiceEN string
-	ClaimsZH, ClaimsEN   string
-	ReasonZH, ReasonEN   string
-	Allowed              bool
-	Short                string // the subject's pseudonym, shortened
+	accessEntry
+	Short string // the subject's pseudonym, shortened
 }
 
 // accessView is one page of access records.
@@ -1039,17 +1030,7 @@ func (p *Portal) consoleAccess(w http.ResponseWriter, r *request) {
 	}
 	dir := p.directory()
 	for _, a := range recs {
-		row := accessRow{Access: a, Allowed: a.Outcome == tx.OutcomeAllowed, Short: shortPseudonym(a.Subject)}
-		row.ReaderZH, row.ReaderEN = dir.authorityNames(a.Reader)
-		if a.Source != "" {
-			row.SourceZH, row.SourceEN = dir.authorityNames(a.Source)
-		}
-		row.ServiceZH, row.ServiceEN = dir.serviceNames(a.Service)
-		row.ClaimsZH, row.ClaimsEN = dir.claimNames(a.Claims)
-		if !row.Allowed {
-			row.ReasonEN, row.ReasonZH = ledger.DenyReasonText(a.Reason)
-		}
-		v.Rows = append(v.Rows, row)
+		v.Rows = append(v.Rows, accessRow{accessEntry: dir.accessEntry(a), Short: shortPseudonym(a.Subject)})
 	}
 	p.render(w, r, http.StatusOK, "console_access", "console.title_access", v, message{})
 }

@@ -402,37 +402,83 @@ func (p *Portal) counterMenu(w http.ResponseWriter, r *request) {
 		p.counterBlocked(r.sess.staff, false), p.counterBlocked(r.sess.staff, true)}, message{})
 }
 
-func (p *Portal) registerPage(w http.ResponseWriter, r *request) {
-	f := newCounterIdentityForm(false)
+func (p *Portal) registerPage(w http.ResponseWriter, r *request) { p.identityPage(w, r, false) }
+
+func (p *Portal) reproofPage(w http.ResponseWriter, r *request) { p.identityPage(w, r, true) }
+
+func (p *Portal) identityPage(w http.ResponseWriter, r *request, reproof bool) {
+	f := newCounterIdentityForm(reproof)
 	f.Blocked = p.counterBlocked(r.sess.staff, true)
-	p.render(w, r, http.StatusOK, "counter_identity", "counter.title_register", f, blockedMessage(f.Blocked))
+	p.showIdentity(w, r, http.StatusOK, f, blockedMessage(f.Blocked))
 }
 
-func (p *Portal) reproofPage(w http.ResponseWriter, r *request) {
-	f := newCounterIdentityForm(true)
-	f.Blocked = p.counterBlocked(r.sess.staff, true)
-	p.render(w, r, http.StatusOK, "counter_identity", "counter.title_reproof", f, blockedMessage(f.Blocked))
+// showIdentity draws the register or re-proof form, as f says.
+func (p *Portal) showIdentity(w http.ResponseWriter, r *request, status int, f *counterIdentityForm, m message) {
+	title := "counter.title_register"
+	if f.Reproof {
+		title = "counter.title_reproof"
+	}
+	p.render(w, r, status, "counter_identity", title, f, m)
+}
+
+// postedIdentity reads a posted register or re-proof form. When the
+// counter cannot do it here or the form needs correcting, it shows the form
+// again itself and returns nil.
+func (p *Portal) postedIdentity(w http.ResponseWriter, r *request, reproof bool) (*counterIdentity, *counterIdentityForm) {
+	if b := p.counterBlocked(r.sess.staff, true); b != "" {
+		f := newCounterIdentityForm(reproof)
+		f.Blocked = b
+		p.showIdentity(w, r, http.StatusConflict, f, say(b))
+		return nil, nil
+	}
+	id, f := p.readIdentity(r, reproof)
+	if id == nil {
+		p.showIdentity(w, r, http.StatusBadRequest, f, say("err.counter_fix"))
+		return nil, nil
+	}
+	return id, f
+}
+
+// anchoredWallet is what the new hosted wallet of a resident just anchored
+// as d holds: the keys and, unless issuing fails, the identity credential,
+// which the register keeps a record of too. Neither failure stops the
+// counter: the keys must reach the wallet whatever else fails. step names
+// the counter's work in the log.
+func (p *Portal) anchoredWallet(ctx context.Context, authority, d string, k, rk key.Private, id *counterIdentity, step string) (*wallet.Contents, *wallet.Credential) {
+	contents := &wallet.Contents{DID: d, Key: k.Seed(), RecoveryKey: rk.Seed()}
+	cred, _, err := p.issue(ctx, authority, laneCounter, credential.TypeResidentIdentity, d, id.claims, 0)
+	if err != nil {
+		p.log.Warn("the counterIdentity credential was not issued at "+step, "authority", authority, "reason", logReason(err))
+	} else {
+		contents.Credentials = append(contents.Credentials, *cred)
+	}
+	if p.cfg.Desk != nil {
+		if err := p.cfg.Desk.PutRecord(authority, d, credential.TypeResidentIdentity, identityRecord(id, p.cfg.Now())); err != nil {
+			p.log.Warn("the counterIdentity record was not stored at "+step, "authority", authority)
+		}
+	}
+	return contents, cred
+}
+
+// receipt is the slip for the resident registered or re-proofed as d.
+func (p *Portal) receipt(r *request, id *counterIdentity, d, code string, cred *wallet.Credential) *counterReceipt {
+	return &counterReceipt{
+		Name:   id.claims["family_name"].(string) + id.claims["given_name"].(string),
+		Masked: maskedNumber(id.number), DID: d, Date: p.cfg.Now(), Code: activationGroups(code),
+		SignIn: signInAddress(r), NoIdentity: cred == nil,
+	}
 }
 
 // register registers a resident in person: DID, identity credential,
 // register record and hosted wallet, then the receipt.
 func (p *Portal) register(w http.ResponseWriter, r *request) {
 	staff := r.sess.staff
-	again := func(status int, f *counterIdentityForm, m message) {
-		p.render(w, r, status, "counter_identity", "counter.title_register", f, m)
-	}
-	if b := p.counterBlocked(staff, true); b != "" {
-		f := newCounterIdentityForm(false)
-		f.Blocked = b
-		again(http.StatusConflict, f, say(b))
-		return
-	}
-	id, f := p.readIdentity(r, false)
+	id, f := p.postedIdentity(w, r, false)
 	if id == nil {
-		again(http.StatusBadRequest, f, say("err.counter_fix"))
 		return
 	}
 	defer clear(id.passphrase)
+	again := func(status int, m message) { p.showIdentity(w, r, status, f, m) }
 
 	// One registration at a time: the hosted-wallet check below and the
 	// ledger write are not one step.
@@ -446,7 +492,7 @@ func (p *Portal) register(w http.ResponseWriter, r *request) {
 		p.log.Info("a counter registration was refused", "authority", staff.Authority, "reason", "hosted_wallet_exists")
 		setFieldError(f.Card, "id_number", "err.counter_registered")
 		f.Errors = counterErrors(f.Card, f.Pass)
-		again(http.StatusConflict, f, already)
+		again(http.StatusConflict, already)
 		return
 	case !errors.Is(err, hosted.ErrNoAccount):
 		p.internal(w, r, err)
@@ -470,25 +516,14 @@ func (p *Portal) register(w http.ResponseWriter, r *request) {
 			setFieldError(f.Card, "id_number", "err.counter_registered")
 			f.Errors = counterErrors(f.Card, f.Pass)
 		}
-		again(http.StatusConflict, f, m)
+		again(http.StatusConflict, m)
 		return
 	}
 
 	// From here on the DID is anchored: whatever else fails, the keys must
 	// reach the wallet, or only a re-proof could bind the DID again.
-	contents := &wallet.Contents{DID: d, Key: k.Seed(), RecoveryKey: rk.Seed()}
+	contents, cred := p.anchoredWallet(ctx, staff.Authority, d, k, rk, id, "registration")
 	defer contents.Wipe()
-	cred, _, err := p.issue(ctx, staff.Authority, laneCounter, credential.TypeResidentIdentity, d, id.claims, 0)
-	if err != nil {
-		p.log.Warn("the counterIdentity credential was not issued at registration", "authority", staff.Authority, "reason", logReason(err))
-	} else {
-		contents.Credentials = append(contents.Credentials, *cred)
-	}
-	if p.cfg.Desk != nil {
-		if err := p.cfg.Desk.PutRecord(staff.Authority, d, credential.TypeResidentIdentity, identityRecord(id, p.cfg.Now())); err != nil {
-			p.log.Warn("the counterIdentity record was not stored at registration", "authority", staff.Authority)
-		}
-	}
 	_, code, err := p.wallets.Create(id.number, d, contents, id.passphrase)
 	if err != nil {
 		p.log.Error("a registered resident's hosted wallet was not stored", "authority", staff.Authority, "err", err)
@@ -496,11 +531,7 @@ func (p *Portal) register(w http.ResponseWriter, r *request) {
 		return
 	}
 	p.log.Info("resident registered", "authority", staff.Authority, "identity_issued", cred != nil)
-	p.render(w, r, http.StatusOK, "counter_receipt", "counter.title_receipt", &counterReceipt{
-		Name:   id.claims["family_name"].(string) + id.claims["given_name"].(string),
-		Masked: maskedNumber(id.number), DID: d, Date: p.cfg.Now(), Code: activationGroups(code),
-		SignIn: signInAddress(r), NoIdentity: cred == nil,
-	}, message{})
+	p.render(w, r, http.StatusOK, "counter_receipt", "counter.title_receipt", p.receipt(r, id, d, code, cred), message{})
 }
 
 // reproof is government-backed recovery: the resident is proofed in person
@@ -512,25 +543,16 @@ func (p *Portal) register(w http.ResponseWriter, r *request) {
 // hosted wallet; what their old wallet held the counter cannot know.
 func (p *Portal) reproof(w http.ResponseWriter, r *request) {
 	staff := r.sess.staff
-	again := func(status int, f *counterIdentityForm, m message) {
-		p.render(w, r, status, "counter_identity", "counter.title_reproof", f, m)
-	}
-	if b := p.counterBlocked(staff, true); b != "" {
-		f := newCounterIdentityForm(true)
-		f.Blocked = b
-		again(http.StatusConflict, f, say(b))
-		return
-	}
-	id, f := p.readIdentity(r, true)
+	id, f := p.postedIdentity(w, r, true)
 	if id == nil {
-		again(http.StatusBadRequest, f, say("err.counter_fix"))
 		return
 	}
 	defer clear(id.passphrase)
+	again := func(status int, m message) { p.showIdentity(w, r, status, f, m) }
 	refuse := func(field, key string) {
 		setFieldError(f.Card, field, key)
 		f.Errors = counterErrors(f.Card, f.Pass)
-		again(http.StatusConflict, f, say(key))
+		again(http.StatusConflict, say(key))
 	}
 
 	p.mu.Lock()
@@ -556,7 +578,7 @@ func (p *Portal) reproof(w http.ResponseWriter, r *request) {
 		DID: d, UniquenessTag: tag, NewKey: k.Public(), NewRecoveryHash: key.RecoveryHash(rk.Public()), Assurance: counterAssurance,
 	}); err != nil {
 		p.log.Info("a counter re-proof was refused", "authority", staff.Authority, "reason", logReason(err))
-		again(http.StatusConflict, f, m)
+		again(http.StatusConflict, m)
 		return
 	}
 
@@ -564,19 +586,8 @@ func (p *Portal) reproof(w http.ResponseWriter, r *request) {
 	// new keys must reach the wallet whatever else fails; if they do not,
 	// the old wallet (or, without one, the ledger's tag) is still found by
 	// the number and a second re-proof starts over.
-	contents := &wallet.Contents{DID: d, Key: k.Seed(), RecoveryKey: rk.Seed()}
+	contents, cred := p.anchoredWallet(ctx, staff.Authority, d, k, rk, id, "re-proof")
 	defer contents.Wipe()
-	cred, _, err := p.issue(ctx, staff.Authority, laneCounter, credential.TypeResidentIdentity, d, id.claims, 0)
-	if err != nil {
-		p.log.Warn("the counterIdentity credential was not issued at re-proof", "authority", staff.Authority, "reason", logReason(err))
-	} else {
-		contents.Credentials = append(contents.Credentials, *cred)
-	}
-	if p.cfg.Desk != nil {
-		if err := p.cfg.Desk.PutRecord(staff.Authority, d, credential.TypeResidentIdentity, identityRecord(id, p.cfg.Now())); err != nil {
-			p.log.Warn("the counterIdentity record was not stored at re-proof", "authority", staff.Authority)
-		}
-	}
 	var (
 		code    string
 		old     []hosted.StatusRef
@@ -599,12 +610,9 @@ func (p *Portal) reproof(w http.ResponseWriter, r *request) {
 	}
 	reissue := p.revokeOld(ctx, staff.Authority, old)
 	p.log.Info("resident re-proofed", "authority", staff.Authority, "identity_issued", cred != nil, "hosted_wallet", outcome, "old_credentials", len(old))
-	p.render(w, r, http.StatusOK, "counter_receipt", "counter.title_receipt_reproof", &counterReceipt{
-		Reproof: true,
-		Name:    id.claims["family_name"].(string) + id.claims["given_name"].(string),
-		Masked:  maskedNumber(id.number), DID: d, Date: p.cfg.Now(), Code: activationGroups(code),
-		SignIn: signInAddress(r), NoIdentity: cred == nil, Reissue: reissue, NewWallet: !replace,
-	}, message{})
+	slip := p.receipt(r, id, d, code, cred)
+	slip.Reproof, slip.Reissue, slip.NewWallet = true, reissue, !replace
+	p.render(w, r, http.StatusOK, "counter_receipt", "counter.title_receipt_reproof", slip, message{})
 }
 
 // reproofDID finds the DID the counter is to re-proof for ID number n,
@@ -683,10 +691,7 @@ func (p *Portal) revokeOld(ctx context.Context, registrar string, old []hosted.S
 		}
 		c := counterOldCredential{Revoked: revoked}
 		c.IssuerZH, c.IssuerEN = dir.authorityNames(ref.IssuerID)
-		c.TypeZH, c.TypeEN = ref.Type, ref.Type
-		if t := dir.types[ref.Type]; t != nil {
-			c.TypeZH, c.TypeEN = t.NameZH, t.NameEN
-		}
+		c.TypeZH, c.TypeEN = dir.typeNames(ref.Type)
 		out = append(out, c)
 	}
 	return out
@@ -728,6 +733,17 @@ var counterBases = []counterBasis{
 	{tx.BasisMinor, "counter.basis_minor", "counter.basis_minor_help"},
 	{tx.BasisAdultIncapable, "counter.basis_incapacity", "counter.basis_incapacity_help"},
 	{tx.BasisAdultAssisted, "counter.basis_assisted", "counter.basis_assisted_help"},
+}
+
+// basisLabel is the catalogue key naming a legal basis, "" for one the
+// portal has no words for.
+func basisLabel(basis string) string {
+	for _, b := range counterBases {
+		if b.Value == basis {
+			return b.Label
+		}
+	}
+	return ""
 }
 
 func (p *Portal) newCounterGuardianForm() *counterGuardianForm {
@@ -907,12 +923,8 @@ func (p *Portal) guardian(w http.ResponseWriter, r *request) {
 	}
 	p.log.Info("guardian delegation recorded", "authority", staff.Authority, "basis", f.Basis)
 
-	v := &counterDelegation{Guardian: maskedNumber(guardianN), Ward: maskedNumber(wardN), All: scope[0] == "*", GuardianConsent: f.Consent}
-	for _, b := range counterBases {
-		if b.Value == f.Basis {
-			v.BasisLabel = b.Label
-		}
-	}
+	v := &counterDelegation{Guardian: maskedNumber(guardianN), Ward: maskedNumber(wardN), All: scope[0] == "*", GuardianConsent: f.Consent,
+		BasisLabel: basisLabel(f.Basis)}
 	for _, s := range f.Services {
 		if s.Checked {
 			v.Services = append(v.Services, s)

@@ -57,6 +57,13 @@ func (d *directory) serviceNames(id string) (zh, en string) {
 	return id, id
 }
 
+func (d *directory) typeNames(id string) (zh, en string) {
+	if t := d.types[id]; t != nil {
+		return t.NameZH, t.NameEN
+	}
+	return id, id
+}
+
 func (d *directory) claimSpec(c tx.ClaimRef) (tx.ClaimSpec, bool) {
 	if t := d.types[c.Type]; t != nil {
 		for _, s := range t.Claims {
@@ -78,6 +85,32 @@ func (d *directory) claimNames(cs []tx.ClaimRef) (zh, en string) {
 		}
 	}
 	return strings.Join(z, "、"), strings.Join(e, ", ")
+}
+
+// accessEntry is an access record with the names of what it refers to, as
+// the resident's data log and the authority's access records show it.
+type accessEntry struct {
+	ledger.Access
+	ReaderZH, ReaderEN   string
+	SourceZH, SourceEN   string // "" when the resident's wallet presented it
+	ServiceZH, ServiceEN string
+	ClaimsZH, ClaimsEN   string
+	ReasonZH, ReasonEN   string // why the ledger denied it
+	Allowed              bool
+}
+
+func (d *directory) accessEntry(a ledger.Access) accessEntry {
+	v := accessEntry{Access: a, Allowed: a.Outcome == tx.OutcomeAllowed}
+	v.ReaderZH, v.ReaderEN = d.authorityNames(a.Reader)
+	if a.Source != "" {
+		v.SourceZH, v.SourceEN = d.authorityNames(a.Source)
+	}
+	v.ServiceZH, v.ServiceEN = d.serviceNames(a.Service)
+	v.ClaimsZH, v.ClaimsEN = d.claimNames(a.Claims)
+	if !v.Allowed {
+		v.ReasonEN, v.ReasonZH = ledger.DenyReasonText(a.Reason)
+	}
+	return v
 }
 
 // typeClaims lists the claims of t that present holds, in the type's order.

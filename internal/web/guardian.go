@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/imi-city/imi/internal/hosted"
-	"github.com/imi-city/imi/internal/idnumber"
 	"github.com/imi-city/imi/internal/ledger"
 	"github.com/imi-city/imi/internal/service"
 )
@@ -51,12 +50,7 @@ func (p *Portal) guardianDelegations(did string) ([]guardianship, error) {
 	now := p.cfg.App.LastBlock().Time
 	var out []guardianship
 	for _, d := range dels {
-		v := guardianship{Delegation: d, Active: d.ActiveAt(now)}
-		for _, b := range counterBases {
-			if b.Value == d.Basis {
-				v.BasisLabel = b.Label
-			}
-		}
+		v := guardianship{Delegation: d, Active: d.ActiveAt(now), BasisLabel: basisLabel(d.Basis)}
 		var zh, en []string
 		for _, s := range d.Scope {
 			if s == "*" {
@@ -72,6 +66,12 @@ func (p *Portal) guardianDelegations(did string) ([]guardianship, error) {
 	return out, nil
 }
 
+// wardsView is the page of the wards a resident may act for.
+type wardsView struct {
+	Delegations []guardianship
+	Acting      bool
+}
+
 func (p *Portal) wardsPage(w http.ResponseWriter, r *request) {
 	rs := r.sess.resident
 	dels, err := p.guardianDelegations(rs.did)
@@ -79,28 +79,18 @@ func (p *Portal) wardsPage(w http.ResponseWriter, r *request) {
 		p.internal(w, r, err)
 		return
 	}
-	p.render(w, r, http.StatusOK, "wards", "title.wards", struct {
-		Delegations []guardianship
-		Acting      bool
-	}{dels, rs.ward != nil}, message{})
+	p.render(w, r, http.StatusOK, "wards", "title.wards", wardsView{dels, rs.ward != nil}, message{})
 }
 
 func (p *Portal) actFor(w http.ResponseWriter, r *request) {
 	rs := r.sess.resident
 	again := func(status int, m message) {
 		dels, _ := p.guardianDelegations(rs.did)
-		p.render(w, r, status, "wards", "title.wards", struct {
-			Delegations []guardianship
-			Acting      bool
-		}{dels, rs.ward != nil}, m)
+		p.render(w, r, status, "wards", "title.wards", wardsView{dels, rs.ward != nil}, m)
 	}
-	if !p.limits.allow(r.RemoteAddr) {
-		again(http.StatusTooManyRequests, say("err.rate_limited"))
-		return
-	}
-	n, err := idnumber.Parse(strings.ToUpper(strings.TrimSpace(r.PostFormValue("id_number"))))
-	if err != nil {
-		again(http.StatusBadRequest, say("err.id_number"))
+	n, m, status := p.postedNumber(r)
+	if status != 0 {
+		again(status, m)
 		return
 	}
 	// The delegation is checked before the ward's wallet is tried, so the
@@ -119,7 +109,7 @@ func (p *Portal) actFor(w http.ResponseWriter, r *request) {
 		again(http.StatusForbidden, say("err.not_guardian"))
 		return
 	}
-	u, err := p.unlockWallet(n, r.PostFormValue("passphrase"), strings.TrimSpace(r.PostFormValue("activation")))
+	u, err := p.unlockWallet(r, n)
 	if err != nil {
 		m, status := signInRefusal(err)
 		again(status, m)
@@ -156,35 +146,31 @@ func (p *Portal) stopActing(w http.ResponseWriter, r *request) {
 }
 
 // guardianFor returns the signed-in guardian's own wallet and pseudonym
-// secret when they are acting for a ward, nil otherwise.
-func (p *Portal) guardianFor(r *request) (*service.Guardian, *unlocked, error) {
+// secret when they are acting for a ward, nil otherwise; the caller wipes
+// its Contents when done.
+func (p *Portal) guardianFor(r *request) (*service.Guardian, error) {
 	rs := r.sess.resident
 	r.sess.mu.Lock()
 	acting := rs.ward != nil
 	blob := rs.blob
 	r.sess.mu.Unlock()
 	if !acting {
-		return nil, nil, nil
+		return nil, nil
 	}
-	id, k, err := hosted.OpenSession(r.key, blob)
+	u, err := p.openSealed(r, blob)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	a, c, err := p.wallets.Open(id, k)
+	secret, created, err := service.PseudonymSecret(u.contents)
 	if err != nil {
-		return nil, nil, err
-	}
-	u := &unlocked{account: a, contents: c, key: k}
-	secret, created, err := service.PseudonymSecret(c)
-	if err != nil {
-		c.Wipe()
-		return nil, nil, err
+		u.contents.Wipe()
+		return nil, err
 	}
 	if created {
-		if err := p.wallets.Save(a, c, k); err != nil {
-			c.Wipe()
-			return nil, nil, err
+		if err := p.saveWallet(r, u); err != nil {
+			u.contents.Wipe()
+			return nil, err
 		}
 	}
-	return &service.Guardian{Contents: c, Secret: secret}, u, nil
+	return &service.Guardian{Contents: u.contents, Secret: secret}, nil
 }

@@ -8,11 +8,8 @@ import (
 	"time"
 
 	"github.com/imi-city/imi/internal/credential"
-	"github.com/imi-city/imi/internal/idnumber"
 	"github.com/imi-city/imi/internal/ledger"
-	"github.com/imi-city/imi/internal/pseudonym"
 	"github.com/imi-city/imi/internal/service"
-	"github.com/imi-city/imi/internal/tx"
 	"github.com/imi-city/imi/internal/wallet"
 )
 
@@ -50,16 +47,12 @@ func (p *Portal) signIn(w http.ResponseWriter, r *request) {
 	again := func(status int, m message) {
 		p.render(w, r, status, "signin", "title.signin", struct{ IDNumber string }{strings.TrimSpace(r.PostFormValue("id_number"))}, m)
 	}
-	if !p.limits.allow(r.RemoteAddr) {
-		again(http.StatusTooManyRequests, say("err.rate_limited"))
+	n, m, status := p.postedNumber(r)
+	if status != 0 {
+		again(status, m)
 		return
 	}
-	n, err := idnumber.Parse(strings.ToUpper(strings.TrimSpace(r.PostFormValue("id_number"))))
-	if err != nil {
-		again(http.StatusBadRequest, say("err.id_number"))
-		return
-	}
-	u, err := p.unlockWallet(n, r.PostFormValue("passphrase"), strings.TrimSpace(r.PostFormValue("activation")))
+	u, err := p.unlockWallet(r, n)
 	if err != nil {
 		m, status := signInRefusal(err)
 		if status == http.StatusInternalServerError {
@@ -114,9 +107,8 @@ type claimView struct {
 }
 
 func (p *Portal) credentials(w http.ResponseWriter, r *request) {
-	u, err := p.walletOf(r)
-	if err != nil {
-		p.walletFailed(w, r, err)
+	u, ok := p.wallet(w, r)
+	if !ok {
 		return
 	}
 	defer u.contents.Wipe()
@@ -160,15 +152,7 @@ func (p *Portal) liveStatus(c *wallet.Credential, now time.Time) string {
 	if err != nil {
 		return "unknown"
 	}
-	switch e.Status {
-	case ledger.StatusValid:
-		return "valid"
-	case ledger.StatusInvalid:
-		return "revoked"
-	case ledger.StatusSuspended:
-		return "suspended"
-	}
-	return "unknown"
+	return entryState(e.Status)
 }
 
 // statusListOf reads the list number from a status URI the issuer built.
@@ -215,9 +199,8 @@ type consentView struct {
 }
 
 func (p *Portal) consentsPage(w http.ResponseWriter, r *request) {
-	u, err := p.walletOf(r)
-	if err != nil {
-		p.walletFailed(w, r, err)
+	u, ok := p.wallet(w, r)
+	if !ok {
 		return
 	}
 	defer u.contents.Wipe()
@@ -253,9 +236,8 @@ func consentState(c *ledger.Consent, now time.Time) string {
 }
 
 func (p *Portal) revokeConsent(w http.ResponseWriter, r *request) {
-	u, err := p.walletOf(r)
-	if err != nil {
-		p.walletFailed(w, r, err)
+	u, ok := p.wallet(w, r)
+	if !ok {
 		return
 	}
 	defer u.contents.Wipe()
@@ -269,25 +251,24 @@ func (p *Portal) revokeConsent(w http.ResponseWriter, r *request) {
 		p.fail(w, r, http.StatusBadRequest, say("err.no_consent"))
 		return
 	}
-	k, err := pseudonym.Derive(secret, svc.Authority)
+	psn, err := pseudonymOf(secret, svc.Authority)
 	if err != nil {
 		p.internal(w, r, err)
 		return
 	}
-	psn := pseudonym.FromKey(k.Public()).String()
 	if c, _, err := p.cfg.App.Consent(psn, svc.ID, 0); err != nil || c.Status != ledger.ConsentActive {
 		p.fail(w, r, http.StatusConflict, say("err.no_consent"))
 		return
 	}
 	ctx, cancel := background(r)
 	defer cancel()
-	guardian, gw, err := p.guardianFor(r)
+	guardian, err := p.guardianFor(r)
 	if err != nil {
 		p.internal(w, r, err)
 		return
 	}
-	if gw != nil {
-		defer gw.contents.Wipe()
+	if guardian != nil {
+		defer guardian.Contents.Wipe()
 	}
 	raw, err := service.Revoke(secret, svc.Authority, svc.ID, p.cfg.App.ChainID(), p.cfg.App.NextSeq(psn, 0), guardian)
 	if err != nil {
@@ -303,26 +284,14 @@ func (p *Portal) revokeConsent(w http.ResponseWriter, r *request) {
 	http.Redirect(w, r.Request, "/me/consents", http.StatusSeeOther)
 }
 
-// logEntry is one entry of the resident's data log.
-type logEntry struct {
-	ledger.Access
-	ReaderZH, ReaderEN   string
-	SourceZH, SourceEN   string
-	ServiceZH, ServiceEN string
-	ClaimsZH, ClaimsEN   string
-	ReasonZH, ReasonEN   string
-	Allowed              bool
-}
-
 func (p *Portal) logPage(w http.ResponseWriter, r *request) {
-	u, err := p.walletOf(r)
-	if err != nil {
-		p.walletFailed(w, r, err)
+	u, ok := p.wallet(w, r)
+	if !ok {
 		return
 	}
 	defer u.contents.Wipe()
 	dir := p.directory()
-	var out []logEntry
+	var out []accessEntry
 	for _, psn := range p.pseudonyms(u.contents, dir) {
 		as, _, err := p.cfg.App.AccessLog(psn, 0)
 		if err != nil {
@@ -330,15 +299,7 @@ func (p *Portal) logPage(w http.ResponseWriter, r *request) {
 			return
 		}
 		for _, a := range as {
-			v := logEntry{Access: a, Allowed: a.Outcome == tx.OutcomeAllowed}
-			v.ReaderZH, v.ReaderEN = dir.authorityNames(a.Reader)
-			v.SourceZH, v.SourceEN = dir.authorityNames(a.Source)
-			v.ServiceZH, v.ServiceEN = dir.serviceNames(a.Service)
-			v.ClaimsZH, v.ClaimsEN = dir.claimNames(a.Claims)
-			if !v.Allowed {
-				v.ReasonEN, v.ReasonZH = ledger.DenyReasonText(a.Reason)
-			}
-			out = append(out, v)
+			out = append(out, dir.accessEntry(a))
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].At.Height > out[j].At.Height })
@@ -353,11 +314,11 @@ func (p *Portal) pseudonyms(c *wallet.Contents, dir *directory) []string {
 	}
 	var out []string
 	for _, id := range dir.authorityIDs {
-		k, err := pseudonym.Derive(secret, id)
+		psn, err := pseudonymOf(secret, id)
 		if err != nil {
 			continue
 		}
-		out = append(out, pseudonym.FromKey(k.Public()).String())
+		out = append(out, psn)
 	}
 	return out
 }
@@ -370,13 +331,6 @@ func pseudonymSecret(c *wallet.Contents) ([]byte, bool) {
 	}
 	s, _, err := service.PseudonymSecret(c)
 	return s, err == nil
-}
-
-// walletFailed answers a request whose session wallet could not be opened.
-func (p *Portal) walletFailed(w http.ResponseWriter, r *request, err error) {
-	p.log.Error("couldn't open a session's wallet", "err", err)
-	p.sessions.end(w, r.sess)
-	p.fail(w, r, http.StatusUnauthorized, say("err.session_expired"))
 }
 
 func (p *Portal) internal(w http.ResponseWriter, r *request, err error) {

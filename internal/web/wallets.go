@@ -33,7 +33,23 @@ const maxUnlocks = 8
 // errBusy is a sign-in that waited too long for its turn.
 var errBusy = errors.New("too many sign-ins at once")
 
-func (p *Portal) unlockWallet(n idnumber.Number, passphrase, code string) (*unlocked, error) {
+// postedNumber reads the ID number of a posted sign-in form, once its
+// sender is within the rate limit; status is 0 when the form may go on.
+func (p *Portal) postedNumber(r *request) (n idnumber.Number, m message, status int) {
+	if !p.limits.allow(r.RemoteAddr) {
+		return idnumber.Number{}, say("err.rate_limited"), http.StatusTooManyRequests
+	}
+	n, err := idnumber.Parse(strings.ToUpper(strings.TrimSpace(r.PostFormValue("id_number"))))
+	if err != nil {
+		return idnumber.Number{}, say("err.id_number"), http.StatusBadRequest
+	}
+	return n, message{}, 0
+}
+
+// unlockWallet opens the hosted wallet of ID number n with the passphrase
+// and, on a first sign-in, the activation code the posted form carries.
+func (p *Portal) unlockWallet(r *request, n idnumber.Number) (*unlocked, error) {
+	passphrase, code := r.PostFormValue("passphrase"), strings.TrimSpace(r.PostFormValue("activation"))
 	select {
 	case p.unlocks <- struct{}{}:
 		defer func() { <-p.unlocks }()
@@ -88,6 +104,12 @@ func (p *Portal) walletOf(r *request) (*unlocked, error) {
 		blob = w.blob
 	}
 	r.sess.mu.Unlock()
+	return p.openSealed(r, blob)
+}
+
+// openSealed opens the hosted wallet whose key the session keeps sealed in
+// blob under the cookie's key.
+func (p *Portal) openSealed(r *request, blob []byte) (*unlocked, error) {
 	id, k, err := hosted.OpenSession(r.key, blob)
 	if err != nil {
 		return nil, err
@@ -97,6 +119,20 @@ func (p *Portal) walletOf(r *request) (*unlocked, error) {
 		return nil, err
 	}
 	return &unlocked{account: a, contents: c, key: k}, nil
+}
+
+// wallet opens the signed-in resident's wallet for a page; the caller
+// wipes it when done. When it cannot be opened, wallet answers the request
+// itself, ending the session, and returns false.
+func (p *Portal) wallet(w http.ResponseWriter, r *request) (*unlocked, bool) {
+	u, err := p.walletOf(r)
+	if err != nil {
+		p.log.Error("couldn't open a session's wallet", "err", err)
+		p.sessions.end(w, r.sess)
+		p.fail(w, r, http.StatusUnauthorized, say("err.session_expired"))
+		return nil, false
+	}
+	return u, true
 }
 
 // saveWallet stores u's changed contents.

@@ -125,19 +125,32 @@ func New(cfg Config) (*Portal, error) {
 	return p, nil
 }
 
-// parsePages parses each page with the shared layout.
+// parsePages parses each page with the shared layout and the partials:
+// templates/_*.html hold blocks that several pages draw (each file one
+// {{define}}), parsed into every page.
 func parsePages() (map[string]*template.Template, error) {
 	names, err := fs.Glob(templateFS, "templates/*.html")
 	if err != nil {
 		return nil, err
 	}
+	partials, err := fs.Glob(templateFS, "templates/_*.html")
+	if err != nil {
+		return nil, err
+	}
+	shared, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, append([]string{"templates/layout.html"}, partials...)...)
+	if err != nil {
+		return nil, fmt.Errorf("web: templates: %w", err)
+	}
 	out := map[string]*template.Template{}
 	for _, n := range names {
 		base := strings.TrimSuffix(strings.TrimPrefix(n, "templates/"), ".html")
-		if base == "layout" {
+		if base == "layout" || strings.HasPrefix(base, "_") {
 			continue
 		}
-		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", n)
+		t, err := shared.Clone()
+		if err == nil {
+			t, err = t.ParseFS(templateFS, n)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("web: template %s: %w", n, err)
 		}
