@@ -11,7 +11,6 @@ import (
 	"math"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -21,7 +20,6 @@ import (
 	"github.com/imi-city/imi/internal/did"
 	"github.com/imi-city/imi/internal/district"
 	"github.com/imi-city/imi/internal/httpapi"
-	"github.com/imi-city/imi/internal/jws"
 	"github.com/imi-city/imi/internal/key"
 	"github.com/imi-city/imi/internal/ledger"
 	"github.com/imi-city/imi/internal/pseudonym"
@@ -594,7 +592,11 @@ func serviceRead(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return explain(err)
 	}
-	payload, err := openPackage(ctx, cl, pkg, src, reader)
+	me, err := cl.Authority(ctx, reader)
+	if err != nil {
+		return explain(err)
+	}
+	payload, err := service.OpenRelease(pkg, src, me)
 	if err != nil {
 		return err
 	}
@@ -660,55 +662,6 @@ func serviceCheck(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "Allowed under consent %s as of height %d. Nothing was read or recorded; the read itself is judged and recorded again.\n", r.Consent, r.Height)
 	return nil
-}
-
-// releasePackage is what a source signs when it releases claims.
-type releasePackage struct {
-	Issuer   string         `json:"iss"`
-	Audience string         `json:"aud"`
-	IssuedAt int64          `json:"iat"`
-	Request  string         `json:"request"`
-	Subject  string         `json:"subject"`
-	Service  string         `json:"service"`
-	Consent  string         `json:"consent"`
-	Height   int64          `json:"height"`
-	Claims   map[string]any `json:"claims"`
-}
-
-// openPackage checks the source's signature on a released package with the
-// key the ledger lists for it, and that it is addressed to reader.
-func openPackage(ctx context.Context, cl *client.Client, pkg string, src *ledger.Authority, reader string) (*releasePackage, error) {
-	j, err := jws.Parse(pkg, jws.EdDSA)
-	if err != nil {
-		return nil, fmt.Errorf("the released package is malformed: %w", err)
-	}
-	if j.Header.Typ != service.PackageType {
-		return nil, fmt.Errorf("the released package has type %q, not %q", j.Header.Typ, service.PackageType)
-	}
-	rest, ok := strings.CutPrefix(j.Header.Kid, src.DID+"#key-")
-	v, err := strconv.ParseUint(rest, 10, 64)
-	if !ok || err != nil {
-		return nil, fmt.Errorf("the released package is not signed by a key of %s (kid %q)", src.ID, j.Header.Kid)
-	}
-	pk, ok := src.KeyAt(v)
-	if !ok {
-		return nil, fmt.Errorf("the ledger lists no key %d of %s", v, src.ID)
-	}
-	if err := j.Verify(pk.Key.Ed25519()); err != nil {
-		return nil, fmt.Errorf("the released package's signature does not verify with %s's key: %w", src.ID, err)
-	}
-	var p releasePackage
-	if err := tx.Unmarshal(j.Payload, &p); err != nil {
-		return nil, fmt.Errorf("the released package is malformed: %w", err)
-	}
-	me, err := cl.Authority(ctx, reader)
-	if err != nil {
-		return nil, explain(err)
-	}
-	if p.Issuer != src.DID || p.Audience != me.DID {
-		return nil, fmt.Errorf("the released package is from %s to %s, not from %s to %s", p.Issuer, p.Audience, src.DID, me.DID)
-	}
-	return &p, nil
 }
 
 func serviceAccess(ctx context.Context, e *env, args []string) error {

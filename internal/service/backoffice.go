@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/imi-city/imi/internal/credential"
 	"github.com/imi-city/imi/internal/jws"
@@ -179,4 +181,51 @@ func (d *Desk) sign(source, reader string, a *ledger.Access, values map[string]a
 		return "", err
 	}
 	return jws.Sign(credential.Signer(d.keys[source]), jws.Header{Typ: PackageType, Kid: credential.KeyID(src, src.KeyVersion)}, payload)
+}
+
+// Release is what a source signs when it releases claims to a reader.
+type Release struct {
+	Issuer   string         `json:"iss"`
+	Audience string         `json:"aud"`
+	IssuedAt int64          `json:"iat"`
+	Request  string         `json:"request"`
+	Subject  string         `json:"subject"`
+	Service  string         `json:"service"`
+	Consent  string         `json:"consent"`
+	Height   int64          `json:"height"`
+	Claims   map[string]any `json:"claims"`
+}
+
+// OpenRelease checks a released package: signed by a key the ledger lists
+// for src (of the version its kid names) and addressed from src to reader.
+// Without it, a node between the two could hand over values nobody vouches
+// for. The caller still checks that it answers its own request.
+func OpenRelease(pkg string, src, reader *ledger.Authority) (*Release, error) {
+	j, err := jws.Parse(pkg, jws.EdDSA)
+	if err != nil {
+		return nil, fmt.Errorf("the released package is malformed: %w", err)
+	}
+	if j.Header.Typ != PackageType {
+		return nil, fmt.Errorf("the released package has type %q, not %q", j.Header.Typ, PackageType)
+	}
+	rest, ok := strings.CutPrefix(j.Header.Kid, src.DID+"#key-")
+	v, err := strconv.ParseUint(rest, 10, 64)
+	if !ok || err != nil {
+		return nil, fmt.Errorf("the released package is not signed by a key of %s (kid %q)", src.ID, j.Header.Kid)
+	}
+	pk, ok := src.KeyAt(v)
+	if !ok {
+		return nil, fmt.Errorf("the ledger lists no key %d of %s", v, src.ID)
+	}
+	if err := j.Verify(pk.Key.Ed25519()); err != nil {
+		return nil, fmt.Errorf("the released package's signature does not verify with %s's key: %w", src.ID, err)
+	}
+	var r Release
+	if err := tx.Unmarshal(j.Payload, &r); err != nil {
+		return nil, fmt.Errorf("the released package is malformed: %w", err)
+	}
+	if r.Issuer != src.DID || r.Audience != reader.DID {
+		return nil, fmt.Errorf("the released package is from %s to %s, not from %s to %s", r.Issuer, r.Audience, src.DID, reader.DID)
+	}
+	return &r, nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/imi-city/imi/internal/credential"
@@ -100,6 +101,32 @@ func TestBackOfficeRead(t *testing.T) {
 	if !reflect.DeepEqual(claims, want) {
 		t.Errorf("package claims:\n got %v\nwant %v", claims, want)
 	}
+
+	t.Run("OpenRelease", func(t *testing.T) {
+		reader := h.authority(t, hrss)
+		rel, err := service.OpenRelease(pkg, source, reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rel.Request != want["request"] || rel.Subject != psn || rel.Consent != a.Consent || rel.Claims["resident_identity.family_name"] != familyName {
+			t.Errorf("OpenRelease = %+v", rel)
+		}
+		// Addressed to another reader, or claimed by another source.
+		if _, err := service.OpenRelease(pkg, source, source); err == nil {
+			t.Error("a package to hrss opened for psb")
+		}
+		if _, err := service.OpenRelease(pkg, reader, reader); err == nil {
+			t.Error("a package signed by psb opened as hrss's")
+		}
+		// A changed byte in the payload.
+		parts := strings.Split(pkg, ".")
+		body, _ := base64.RawURLEncoding.DecodeString(parts[1])
+		body = []byte(strings.Replace(string(body), familyName, familyName+"X", 1))
+		forged := parts[0] + "." + base64.RawURLEncoding.EncodeToString(body) + "." + parts[2]
+		if _, err := service.OpenRelease(forged, source, reader); err == nil || !strings.Contains(err.Error(), "signature") {
+			t.Errorf("a changed package: %v, want a signature failure", err)
+		}
+	})
 
 	t.Run("same request id again", func(t *testing.T) {
 		before := h.logLen(t, psn)

@@ -31,7 +31,6 @@ import (
 	"github.com/imi-city/imi/internal/did"
 	"github.com/imi-city/imi/internal/hosted"
 	"github.com/imi-city/imi/internal/idnumber"
-	"github.com/imi-city/imi/internal/jws"
 	"github.com/imi-city/imi/internal/ledger"
 	"github.com/imi-city/imi/internal/service"
 	"github.com/imi-city/imi/internal/tx"
@@ -337,23 +336,9 @@ func (p *Portal) consoleRead(w http.ResponseWriter, r *request) {
 	again(http.StatusOK, message{})
 }
 
-// release is what a source signs when it releases claims.
-type release struct {
-	Issuer   string         `json:"iss"`
-	Audience string         `json:"aud"`
-	IssuedAt int64          `json:"iat"`
-	Request  string         `json:"request"`
-	Subject  string         `json:"subject"`
-	Service  string         `json:"service"`
-	Consent  string         `json:"consent"`
-	Height   int64          `json:"height"`
-	Claims   map[string]any `json:"claims"`
-}
-
-// openRelease checks the source's signature on a released package with the
-// key the ledger lists for it, and that it is addressed to reader: a node
-// between the two could otherwise hand over values nobody vouches for.
-func (p *Portal) openRelease(pkg, source, reader string) (*release, error) {
+// openRelease checks a released package between two authorities the ledger
+// lists.
+func (p *Portal) openRelease(pkg, source, reader string) (*service.Release, error) {
 	src, _, err := p.cfg.App.Authority(source, 0)
 	if err != nil {
 		return nil, fmt.Errorf("authority %s: %w", source, err)
@@ -362,33 +347,7 @@ func (p *Portal) openRelease(pkg, source, reader string) (*release, error) {
 	if err != nil {
 		return nil, fmt.Errorf("authority %s: %w", reader, err)
 	}
-	j, err := jws.Parse(pkg, jws.EdDSA)
-	if err != nil {
-		return nil, fmt.Errorf("the released package is malformed: %w", err)
-	}
-	if j.Header.Typ != service.PackageType {
-		return nil, fmt.Errorf("the released package has type %q", j.Header.Typ)
-	}
-	rest, ok := strings.CutPrefix(j.Header.Kid, src.DID+"#key-")
-	ver, err := strconv.ParseUint(rest, 10, 64)
-	if !ok || err != nil {
-		return nil, fmt.Errorf("the released package is not signed by a key of %s", src.ID)
-	}
-	pk, ok := src.KeyAt(ver)
-	if !ok {
-		return nil, fmt.Errorf("the ledger lists no key %d of %s", ver, src.ID)
-	}
-	if err := j.Verify(pk.Key.Ed25519()); err != nil {
-		return nil, fmt.Errorf("the released package's signature does not verify: %w", err)
-	}
-	var rel release
-	if err := tx.Unmarshal(j.Payload, &rel); err != nil {
-		return nil, fmt.Errorf("the released package is malformed: %w", err)
-	}
-	if rel.Issuer != src.DID || rel.Audience != me.DID {
-		return nil, errors.New("the released package is from or to another authority")
-	}
-	return &rel, nil
+	return service.OpenRelease(pkg, src, me)
 }
 
 // Issuing credentials
