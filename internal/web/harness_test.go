@@ -129,7 +129,7 @@ func (l *logBuffer) String() string {
 }
 
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	app    *ledger.App
 	chain  *syncChain
 	desk   *service.Desk
@@ -147,8 +147,9 @@ type harness struct {
 	numbers int
 }
 
-// newHarness starts a node of the demo district and its portal.
-func newHarness(t *testing.T) *harness {
+// newHarness starts a node of the demo district and its portal. A test
+// passes its *testing.T, a benchmark its *testing.B.
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	h := &harness{t: t, clock: newClock(), log: &logBuffer{}, keys: map[string]key.Private{}, dids: map[string]string{}}
 	ids := []string{psbID, hrssID, hsbID, utilityID}
@@ -248,8 +249,16 @@ func newHarness(t *testing.T) *harness {
 	return h
 }
 
-// browser is a new browser with no cookies.
-func (h *harness) browser() *browserless { return newBrowserless(h.t, h.srv.URL) }
+// browser is a new browser with no cookies. Browsers report through a
+// *testing.T, so only a test's harness has them.
+func (h *harness) browser() *browserless {
+	h.t.Helper()
+	t, ok := h.t.(*testing.T)
+	if !ok {
+		h.t.Fatal("harness: browsers are for tests; a benchmark makes its own client")
+	}
+	return newBrowserless(t, h.srv.URL)
+}
 
 // staff is a browser signed in as a staff account.
 func (h *harness) staff(account, passphrase string) *browserless {
