@@ -21,7 +21,21 @@ type directory struct {
 	types        map[string]*ledger.CredentialType
 }
 
+// directory returns the names as of the latest block. It is rebuilt once a
+// block, not once a page: decoding every authority, service and type took
+// nearly half of a page's time. Callers must not change it.
 func (p *Portal) directory() *directory {
+	h := p.cfg.App.Height()
+	p.dirMu.Lock()
+	defer p.dirMu.Unlock()
+	if p.dir != nil && p.dirHeight == h {
+		return p.dir
+	}
+	p.dir, p.dirHeight = p.buildDirectory(), h
+	return p.dir
+}
+
+func (p *Portal) buildDirectory() *directory {
 	d := &directory{authorities: map[string]*ledger.Authority{}, services: map[string]*ledger.Service{}, types: map[string]*ledger.CredentialType{}}
 	if as, _, err := p.cfg.App.Authorities(0); err == nil {
 		for i := range as {

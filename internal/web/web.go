@@ -89,7 +89,11 @@ type Portal struct {
 	unlocks  chan struct{}
 	assets   http.Handler
 
-	mu sync.Mutex // serialises the counter's registrations per ID number
+	mu sync.Mutex // serialises the counter's registrations
+
+	dirMu     sync.Mutex
+	dir       *directory // as of dirHeight
+	dirHeight int64
 }
 
 // New builds the portal.
