@@ -52,6 +52,10 @@ type Config struct {
 	// PortalIdleTimeout signs a portal session out after this long without
 	// a request (Go duration; "" is 15 minutes).
 	PortalIdleTimeout string `toml:"portal_idle_timeout"`
+	// PortalBehindProxy says a TLS reverse proxy stands in front and appends
+	// each client's address to X-Forwarded-For; sign-in limits then count
+	// clients, not the proxy.
+	PortalBehindProxy bool `toml:"portal_behind_proxy"`
 	// Genesis describes the network at its first block. It is read only
 	// until the chain starts; after that, authorities change by proposals.
 	Genesis GenesisConfig `toml:"genesis"`

@@ -182,7 +182,7 @@ func kemPublic(k key.Private) (string, error) {
 // LoadConfig reads it back into an equal Config.
 func (c *Config) encode() []byte {
 	var b strings.Builder
-	fmt.Fprintf(&b, configHeader, q(c.ChainID), q(c.Moniker), q(c.HTTP), q(c.P2P), q(c.PersistentPeers), q(c.TimeoutCommit), q(c.LogLevel), q(c.PortalIdleTimeout))
+	fmt.Fprintf(&b, configHeader, q(c.ChainID), q(c.Moniker), q(c.HTTP), q(c.P2P), q(c.PersistentPeers), q(c.TimeoutCommit), q(c.LogLevel), q(c.PortalIdleTimeout), c.PortalBehindProxy)
 	g := &c.Genesis
 	fmt.Fprintf(&b, "\n[genesis]\ntime = %s\ndistrict_zh = %s\ndistrict_en = %s\n",
 		g.Time.UTC().Format(time.RFC3339Nano), q(g.DistrictZH), q(g.DistrictEN))
@@ -272,6 +272,11 @@ log_level = %s
 # The web portal signs a resident or a staff member out after this long
 # without a request (Go duration; empty: 15m).
 portal_idle_timeout = %s
+
+# true when a TLS reverse proxy stands in front of http and appends each
+# client's address to X-Forwarded-For: sign-in limits then count clients.
+# Leave false otherwise, or anyone could claim any address.
+portal_behind_proxy = %t
 
 # The founding state of the network. Read when the chain starts at height 1
 # and ignored after that, except that it must not change: from then on,

@@ -38,7 +38,7 @@ func demoStaffIfAny(home string) string {
 }
 
 // newPortal builds the web portal over the node's own API at self.
-func newPortal(home, self string, app *ledger.App, desk *service.Desk, store service.Store, keys map[string]key.Private, idle time.Duration, log *slog.Logger) (*web.Portal, error) {
+func newPortal(home, self string, app *ledger.App, desk *service.Desk, store service.Store, keys map[string]key.Private, idle time.Duration, behindProxy bool, log *slog.Logger) (*web.Portal, error) {
 	cl, err := client.New(self)
 	if err != nil {
 		return nil, err
@@ -47,7 +47,7 @@ func newPortal(home, self string, app *ledger.App, desk *service.Desk, store ser
 	if err != nil {
 		return nil, fmt.Errorf("couldn't load the portal's lookup key: %w", err)
 	}
-	cfg := web.Config{App: app, Node: cl, Desk: desk, Store: store, Keys: keys, LookupKey: lk, StaffFile: StaffFile(home), IdleTimeout: idle, Log: log}
+	cfg := web.Config{App: app, Node: cl, Desk: desk, Store: store, Keys: keys, LookupKey: lk, StaffFile: StaffFile(home), IdleTimeout: idle, BehindProxy: behindProxy, Log: log}
 	if hk, err := key.ReadHMACFile(UniquenessKeyFile(home)); err == nil {
 		cfg.UniquenessKey = &hk
 	} else if !errors.Is(err, fs.ErrNotExist) {

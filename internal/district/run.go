@@ -148,7 +148,7 @@ func Run(ctx context.Context, home string, opts RunOptions) error {
 	if err != nil {
 		return err
 	}
-	portal, err := newPortal(home, "http://"+ln.Addr().String(), app, desk, store, keys, idle, log.With("module", "web"))
+	portal, err := newPortal(home, "http://"+ln.Addr().String(), app, desk, store, keys, idle, cfg.PortalBehindProxy, log.With("module", "web"))
 	if err != nil {
 		return err
 	}

@@ -169,6 +169,10 @@ type Wallets struct {
 	Params wallet.Params
 	// Now is the clock for lockouts and timestamps; nil means time.Now.
 	Now func() time.Time
+	// MaxFailures in a row lock an account for LockoutPeriod; 0 means the
+	// constant MaxFailures. A front end that throttles each client itself
+	// sets it higher, so that one client alone cannot lock a resident out.
+	MaxFailures int
 }
 
 // Unlocked is the result of a successful sign-in.
@@ -177,6 +181,13 @@ type Unlocked struct {
 	Contents *wallet.Contents
 	// Key opens and re-seals the contents; keep it only in SealSession.
 	Key WalletKey
+}
+
+func (w *Wallets) maxFailures() int {
+	if w.MaxFailures <= 0 {
+		return MaxFailures
+	}
+	return w.MaxFailures
 }
 
 func (w *Wallets) now() time.Time {
@@ -356,7 +367,7 @@ func (w *Wallets) Unlock(n idnumber.Number, passphrase []byte, code string) (*Un
 		b := *a
 		if fail != nil {
 			b.Failures++
-			if b.Failures >= MaxFailures {
+			if b.Failures >= w.maxFailures() {
 				b.LockedUntil = now.Add(LockoutPeriod)
 			}
 		} else {

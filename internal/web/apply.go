@@ -21,6 +21,9 @@ func init() {
 	)
 }
 
+// maxOpenedPerSession bounds the applications one session opens.
+const maxOpenedPerSession = 50
+
 // maxTyped bounds a value the resident types in.
 const maxTyped = 512
 
@@ -34,6 +37,16 @@ func (p *Portal) openApplication(w http.ResponseWriter, r *request) {
 	}
 	if p.cfg.Desk == nil || !p.cfg.Desk.Holds(svc.Authority) {
 		p.fail(w, r, http.StatusConflict, say("err.not_here"))
+		return
+	}
+	// Each open application is a record in the off-chain store until it
+	// expires: a session may open only so many.
+	r.sess.mu.Lock()
+	r.sess.opened++
+	opened := r.sess.opened
+	r.sess.mu.Unlock()
+	if opened > maxOpenedPerSession {
+		p.fail(w, r, http.StatusTooManyRequests, say("err.too_many_applications"))
 		return
 	}
 	a, err := p.cfg.Desk.Open(svc.Authority, svc.ID)
@@ -127,7 +140,7 @@ func pick(l, zh, en string) string {
 func (p *Portal) applicationPage(w http.ResponseWriter, r *request) {
 	v, _, u, m, status := p.prepare(r, r.PathValue("id"))
 	if u != nil {
-		defer u.contents.Wipe()
+		defer u.wipe()
 	}
 	if v == nil {
 		p.fail(w, r, status, m)
@@ -140,7 +153,7 @@ func (p *Portal) answerApplication(w http.ResponseWriter, r *request) {
 	id := r.PathValue("id")
 	v, form, u, m, status := p.prepare(r, id)
 	if u != nil {
-		defer u.contents.Wipe()
+		defer u.wipe()
 	}
 	if v == nil {
 		p.fail(w, r, status, m)
@@ -253,9 +266,24 @@ func (p *Portal) answerApplication(w http.ResponseWriter, r *request) {
 	res, err := p.cfg.Desk.Submit(ctx, id, sub)
 	if err != nil {
 		var rej *service.Rejection
-		if errors.As(err, &rej) {
+		var denied *service.Denied
+		switch {
+		case errors.As(err, &rej):
 			p.log.Info("an application was refused", "service", v.Service.ID, "reason", rej.EN)
 			again(http.StatusConflict, words(rej.ZH, rej.EN))
+			return
+		case errors.As(err, &denied):
+			// The ledger judged the read itself and refused it; the
+			// refusal is in the resident's log.
+			p.log.Info("an application's read was denied by the ledger", "service", v.Service.ID, "reason", denied.Reason)
+			en, zh := ledger.DenyReasonText(denied.Reason)
+			again(http.StatusForbidden, words(zh, en))
+			return
+		case errors.Is(err, service.ErrClosed):
+			p.fail(w, r, http.StatusConflict, say("err.application_done"))
+			return
+		case errors.Is(err, service.ErrNoApplication):
+			p.fail(w, r, http.StatusNotFound, say("err.no_application"))
 			return
 		}
 		p.log.Warn("an application failed", "service", v.Service.ID, "err", err)

@@ -562,7 +562,7 @@ func (p *Portal) consoleIssue(w http.ResponseWriter, r *request) {
 		again(http.StatusBadRequest, say("err.console_one_resident"))
 		return
 	case v.IDNumber != "":
-		n, err := idnumber.Parse(v.IDNumber)
+		n, err := idnumber.Parse(normalNumber(v.IDNumber))
 		if err != nil {
 			again(http.StatusBadRequest, say("err.id_number"))
 			return

@@ -188,7 +188,7 @@ func idError(err error) string {
 
 // parseNumber reads and checks an ID number field.
 func (p *Portal) parseNumber(s string) (idnumber.Number, string) {
-	s = strings.ToUpper(strings.TrimSpace(s))
+	s = normalNumber(s)
 	if s == "" {
 		return idnumber.Number{}, "err.counter_required"
 	}
@@ -257,8 +257,8 @@ func newCounterIdentityForm(reproof bool) *counterIdentityForm {
 		{Name: "registered_address", Label: "counter.address", Help: "counter.address_help", Kind: "text", Max: counterTextLimits["registered_address"]},
 	}
 	f.Pass = []counterField{
-		{Name: "passphrase", Label: "counter.passphrase", Help: passHelp, Kind: "password", Max: counterMaxPassphrase, Auto: "new-password"},
-		{Name: "passphrase2", Label: "counter.passphrase2", Kind: "password", Max: counterMaxPassphrase, Auto: "new-password"},
+		{Name: "passphrase", Label: "counter.passphrase", Help: passHelp, Kind: "password", Max: counterMaxPassphrase, Auto: "off"},
+		{Name: "passphrase2", Label: "counter.passphrase2", Kind: "password", Max: counterMaxPassphrase, Auto: "off"},
 	}
 	return f
 }

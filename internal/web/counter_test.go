@@ -51,7 +51,7 @@ func TestCounterRegistersAResident(t *testing.T) {
 	}
 	_, form := clerk.get("/counter/register")
 	for _, want := range []string{`<script src="/assets/idcheck.js" defer></script>`, `data-idcheck="id_number_check"`, `id="id_number_check"`,
-		`aria-live="polite"`, `type="password"`, `autocomplete="new-password"`} {
+		`aria-live="polite"`, `type="password"`, `autocomplete="off"`} {
 		if !strings.Contains(form, want) {
 			t.Errorf("the registration form lacks %s", want)
 		}

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"net/http"
 	"slices"
 	"strings"
@@ -79,14 +80,14 @@ func (p *Portal) wardsPage(w http.ResponseWriter, r *request) {
 		p.internal(w, r, err)
 		return
 	}
-	p.render(w, r, http.StatusOK, "wards", "title.wards", wardsView{dels, rs.ward != nil}, message{})
+	p.render(w, r, http.StatusOK, "wards", "title.wards", wardsView{dels, r.sess.wardOf() != nil}, message{})
 }
 
 func (p *Portal) actFor(w http.ResponseWriter, r *request) {
 	rs := r.sess.resident
 	again := func(status int, m message) {
 		dels, _ := p.guardianDelegations(rs.did)
-		p.render(w, r, status, "wards", "title.wards", wardsView{dels, rs.ward != nil}, m)
+		p.render(w, r, status, "wards", "title.wards", wardsView{dels, r.sess.wardOf() != nil}, m)
 	}
 	n, m, status := p.postedNumber(r)
 	if status != 0 {
@@ -115,7 +116,7 @@ func (p *Portal) actFor(w http.ResponseWriter, r *request) {
 		again(status, m)
 		return
 	}
-	defer u.contents.Wipe()
+	defer u.wipe()
 	// A young ward may never sign in: what authorities delivered to the
 	// ward's inbox is collected when the guardian opens the wallet.
 	if err := p.collectInbox(u); err != nil {
@@ -126,21 +127,14 @@ func (p *Portal) actFor(w http.ResponseWriter, r *request) {
 		p.internal(w, r, err)
 		return
 	}
-	r.sess.mu.Lock()
-	rs.ward = &wardSession{account: u.account.ID, did: u.contents.DID, name: displayName(u.contents, p.cfg.Now()), blob: blob}
-	r.sess.mu.Unlock()
+	r.sess.setWard(&wardSession{account: u.account.ID, did: u.contents.DID, name: displayName(u.contents, p.cfg.Now()), blob: blob})
 	p.log.Info("a guardian is acting for a ward")
 	r.sess.setFlash("flash.acting")
 	http.Redirect(w, r.Request, "/me", http.StatusSeeOther)
 }
 
 func (p *Portal) stopActing(w http.ResponseWriter, r *request) {
-	r.sess.mu.Lock()
-	if ward := r.sess.resident.ward; ward != nil {
-		clear(ward.blob)
-		r.sess.resident.ward = nil
-	}
-	r.sess.mu.Unlock()
+	r.sess.setWard(nil)
 	r.sess.setFlash("flash.stopped_acting")
 	http.Redirect(w, r.Request, "/me", http.StatusSeeOther)
 }
@@ -152,7 +146,7 @@ func (p *Portal) guardianFor(r *request) (*service.Guardian, error) {
 	rs := r.sess.resident
 	r.sess.mu.Lock()
 	acting := rs.ward != nil
-	blob := rs.blob
+	blob := bytes.Clone(rs.blob)
 	r.sess.mu.Unlock()
 	if !acting {
 		return nil, nil

@@ -43,6 +43,7 @@ type page struct {
 	Kind    string // "resident", "staff" or ""
 	Ward    string // the ward a guardian is acting for, in words
 	Counter bool   // staff who may use the counter
+	Posted  bool   // the answer to a form: switching language would lose it
 	Flash   string
 	Error   string
 	Data    any
@@ -101,7 +102,7 @@ var funcs = template.FuncMap{
 
 // render writes page name with data.
 func (p *Portal) render(w http.ResponseWriter, r *request, status int, name, title string, data any, errMsg message) {
-	pg := &page{Lang: r.lang, Title: tr(r.lang, title), Path: r.URL.Path, Data: data, sess: r.sess, status: status}
+	pg := &page{Lang: r.lang, Title: tr(r.lang, title), Path: r.URL.Path, Data: data, sess: r.sess, status: status, Posted: r.Method == http.MethodPost}
 	if !errMsg.empty() {
 		pg.Error = errMsg.in(r.lang)
 	}
@@ -112,7 +113,7 @@ func (p *Portal) render(w http.ResponseWriter, r *request, status int, name, tit
 		switch {
 		case r.sess.resident != nil:
 			pg.Kind, pg.Who = "resident", r.sess.resident.name
-			if w := r.sess.resident.ward; w != nil {
+			if w := r.sess.wardOf(); w != nil {
 				pg.Ward = w.name
 			}
 		case r.sess.staff != nil:
@@ -139,10 +140,5 @@ func (p *Portal) render(w http.ResponseWriter, r *request, status int, name, tit
 
 // fail shows an error page with a message the reader can act on.
 func (p *Portal) fail(w http.ResponseWriter, r *request, status int, m message) {
-	if r.sess == nil && status != http.StatusUnauthorized {
-		// Even an error page offers forms (sign in again); give them a
-		// session to carry their tokens.
-		p.anonymous(w, r)
-	}
 	p.render(w, r, status, "error", "title.error", nil, m)
 }

@@ -61,19 +61,20 @@ func (p *Portal) signIn(w http.ResponseWriter, r *request) {
 		again(status, m)
 		return
 	}
-	defer u.contents.Wipe()
+	defer u.wipe()
 	if err := p.collectInbox(u); err != nil {
 		p.log.Warn("couldn't collect a hosted wallet's inbox", "err", err)
 	}
-	s, k := p.sessions.start(w, r.sess)
-	rs := &residentSession{account: u.account.ID, did: u.contents.DID, name: displayName(u.contents, p.cfg.Now())}
-	if err := p.keepWallet(rs, k, u); err != nil {
+	s, _, err := p.sessions.start(w, r.sess, func(s *session, k []byte) error {
+		rs := &residentSession{account: u.account.ID, did: u.contents.DID, name: displayName(u.contents, p.cfg.Now())}
+		s.resident = rs
+		return p.keepWallet(rs, k, u)
+	})
+	if err != nil {
 		p.log.Error("couldn't seal a session's wallet", "err", err)
-		p.sessions.end(w, s)
 		again(http.StatusInternalServerError, say("err.internal"))
 		return
 	}
-	s.resident = rs
 	s.setFlash("flash.signed_in")
 	http.Redirect(w, r.Request, "/me", http.StatusSeeOther)
 }
@@ -111,7 +112,11 @@ func (p *Portal) credentials(w http.ResponseWriter, r *request) {
 	if !ok {
 		return
 	}
-	defer u.contents.Wipe()
+	defer u.wipe()
+	// A credential issued while the resident is signed in shows at once.
+	if err := p.collectInbox(u); err != nil {
+		p.log.Warn("couldn't collect a hosted wallet's inbox", "err", err)
+	}
 	now := p.cfg.Now()
 	dir := p.directory()
 	held := service.Held(u.contents, now)
@@ -203,7 +208,7 @@ func (p *Portal) consentsPage(w http.ResponseWriter, r *request) {
 	if !ok {
 		return
 	}
-	defer u.contents.Wipe()
+	defer u.wipe()
 	dir := p.directory()
 	now := p.cfg.App.LastBlock().Time
 	var out []consentView
@@ -240,7 +245,7 @@ func (p *Portal) revokeConsent(w http.ResponseWriter, r *request) {
 	if !ok {
 		return
 	}
-	defer u.contents.Wipe()
+	defer u.wipe()
 	svc, _, err := p.cfg.App.Service(r.PostFormValue("service"), 0)
 	if err != nil {
 		p.fail(w, r, http.StatusBadRequest, say("err.no_service"))
@@ -289,7 +294,7 @@ func (p *Portal) logPage(w http.ResponseWriter, r *request) {
 	if !ok {
 		return
 	}
-	defer u.contents.Wipe()
+	defer u.wipe()
 	dir := p.directory()
 	var out []accessEntry
 	for _, psn := range p.pseudonyms(u.contents, dir) {

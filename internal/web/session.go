@@ -5,14 +5,14 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"maps"
-	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 )
 
 const (
-	sessionCookie = "imi_session"
+	sessionCookie = "__Host-imi_session"
 	langCookie    = "imi_lang"
 	// maxSessions bounds the memory sessions take; the oldest idle ones go
 	// first when it is reached.
@@ -35,6 +35,7 @@ type session struct {
 	used     map[string]bool // spent tokens, to tell a replay from a forgery
 	usedList []string
 	flash    string // a catalogue key shown once on the next page
+	opened   int    // applications this session opened
 
 	resident *residentSession
 	staff    *StaffAccount
@@ -103,10 +104,11 @@ type sessions struct {
 	m    map[string]*session
 	now  func() time.Time
 	idle time.Duration
+	max  int // maxSessions; smaller in tests
 }
 
 func newSessions(now func() time.Time, idle time.Duration) *sessions {
-	return &sessions{m: map[string]*session{}, now: now, idle: idle}
+	return &sessions{m: map[string]*session{}, now: now, idle: idle, max: maxSessions}
 }
 
 // fromRequest finds the session the cookie names. expired says a cookie
@@ -139,35 +141,46 @@ func (ss *sessions) fromRequest(r *http.Request) (s *session, k []byte, expired 
 
 // start makes a new session, ending old (its id is never reused, so a
 // session fixed before sign-in is worthless after it), and sets its cookie.
-// Everything the old one knew is dropped but its form tokens, so a page
-// that was open in another tab can still be sent once, and a form sent
-// again is still recognised as a replay.
-func (ss *sessions) start(w http.ResponseWriter, old *session) (*session, []byte) {
+// init, when given, fills the new session (who signed in) before any other
+// request can see it, so those fields never change afterwards; if it fails,
+// nothing is started. Everything the old session knew is dropped but its
+// form tokens, so a page that was open in another tab can still be sent
+// once, and a form sent again is still recognised as a replay.
+func (ss *sessions) start(w http.ResponseWriter, old *session, init func(s *session, key []byte) error) (*session, []byte, error) {
 	raw := make([]byte, idLen+keyLen)
 	if _, err := rand.Read(raw); err != nil {
 		panic(err) // crypto/rand never fails on supported platforms
 	}
 	s := &session{id: string(raw[:idLen]), seen: ss.now()}
-	ss.mu.Lock()
+	if init != nil {
+		if err := init(s, raw[idLen:]); err != nil {
+			return nil, nil, err
+		}
+	}
 	if old != nil {
-		delete(ss.m, old.id)
 		old.mu.Lock()
 		s.forms = append(s.forms, old.forms...)
 		s.usedList = append(s.usedList, old.usedList...)
 		s.used = maps.Clone(old.used)
 		old.mu.Unlock()
-		old.wipe()
 	}
-	if len(ss.m) >= maxSessions {
+	ss.mu.Lock()
+	if old != nil {
+		delete(ss.m, old.id)
+	}
+	if len(ss.m) >= ss.max {
 		ss.sweepLocked()
 	}
 	ss.m[s.id] = s
 	ss.mu.Unlock()
+	if old != nil {
+		old.wipe()
+	}
 	http.SetCookie(w, &http.Cookie{
 		Name: sessionCookie, Value: base64.RawURLEncoding.EncodeToString(raw), Path: "/",
 		HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode,
 	})
-	return s, raw[idLen:]
+	return s, raw[idLen:], nil
 }
 
 // end forgets s and clears the cookie.
@@ -181,28 +194,43 @@ func (ss *sessions) end(w http.ResponseWriter, s *session) {
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
 }
 
-// sweepLocked drops idle sessions, and if none are idle the least recently
-// seen tenth.
+// sweepLocked makes room: it drops idle sessions, then the least recently
+// seen of the anonymous ones (a visitor on a sign-in page loses only a form
+// token), and only if that is not enough the least recently seen signed-in
+// ones, down to nine tenths of the cap. Sorting once per tenth keeps a flood
+// of new visitors from costing a scan per request.
 func (ss *sessions) sweepLocked() {
 	now := ss.now()
+	var anon, known []*session
 	for id, s := range ss.m {
-		if now.Sub(s.seen) >= ss.idle {
+		switch {
+		case now.Sub(s.seen) >= ss.idle:
 			delete(ss.m, id)
-			s.wipe()
+			go s.wipe()
+		case s.resident == nil && s.staff == nil:
+			anon = append(anon, s)
+		default:
+			known = append(known, s)
 		}
 	}
-	for len(ss.m) >= maxSessions {
-		var oldest *session
-		for _, s := range ss.m {
-			if oldest == nil || s.seen.Before(oldest.seen) {
-				oldest = s
-			}
+	target := ss.max - ss.max/10
+	for _, group := range [][]*session{anon, known} {
+		if len(ss.m) <= target {
+			return
 		}
-		delete(ss.m, oldest.id)
-		oldest.wipe()
+		slices.SortFunc(group, func(a, b *session) int { return a.seen.Compare(b.seen) })
+		for _, s := range group {
+			if len(ss.m) <= target {
+				return
+			}
+			delete(ss.m, s.id)
+			go s.wipe()
+		}
 	}
 }
 
+// wipe clears what a session keeps of a wallet. Its fields stay (a request
+// still running may read them), but its wallets no longer open.
 func (s *session) wipe() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -211,16 +239,34 @@ func (s *session) wipe() {
 		if s.resident.ward != nil {
 			clear(s.resident.ward.blob)
 		}
-		s.resident = nil
 	}
-	s.staff = nil
+}
+
+// wardOf returns the ward a guardian is acting for, nil if none.
+func (s *session) wardOf() *wardSession {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.resident == nil {
+		return nil
+	}
+	return s.resident.ward
+}
+
+// setWard starts (w) or stops (nil) acting for a ward.
+func (s *session) setWard(w *wardSession) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old := s.resident.ward; old != nil {
+		clear(old.blob)
+	}
+	s.resident.ward = w
 }
 
 // anonymous returns r's session, starting one for a visitor who has none,
 // so a sign-in form can carry a one-time token too.
 func (p *Portal) anonymous(w http.ResponseWriter, r *request) *session {
 	if r.sess == nil {
-		r.sess, r.key = p.sessions.start(w, nil)
+		r.sess, r.key, _ = p.sessions.start(w, nil, nil)
 	}
 	return r.sess
 }
@@ -247,12 +293,8 @@ func newLimiter(now func() time.Time) *limiter {
 	return &limiter{now: now, buckets: map[string]*bucket{}, burst: 30, refill: time.Second}
 }
 
-// allow takes one attempt from addr's bucket.
-func (l *limiter) allow(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		host = addr
-	}
+// allow takes one attempt from the bucket of client host.
+func (l *limiter) allow(host string) bool {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()

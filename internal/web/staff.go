@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -123,8 +125,9 @@ func init() {
 	)
 }
 
+// home starts no session: it has no form, and a page anyone may load
+// without a cookie must not fill the session table.
 func (p *Portal) home(w http.ResponseWriter, r *request) {
-	p.anonymous(w, r)
 	p.render(w, r, http.StatusOK, "home", "title.home", nil, message{})
 }
 
@@ -134,23 +137,19 @@ func (p *Portal) staffSignInPage(w http.ResponseWriter, r *request) {
 }
 
 func (p *Portal) staffSignIn(w http.ResponseWriter, r *request) {
-	if !p.limits.allow(r.RemoteAddr) {
+	if !p.limits.allow(p.client(r)) {
 		p.render(w, r, http.StatusTooManyRequests, "staff_signin", "title.staff_signin", nil, say("err.rate_limited"))
 		return
 	}
 	name := strings.TrimSpace(r.PostFormValue("account"))
-	staff := p.cfg.Staff
-	if p.cfg.StaffFile != "" {
-		var err error
-		if staff, err = ReadStaff(p.cfg.StaffFile); err != nil {
-			p.log.Error("couldn't read the staff file", "err", err)
-		}
-	}
-	var acct *StaffAccount
-	for i := range staff {
-		if staff[i].Name == name {
-			acct = &staff[i]
-		}
+	acct := p.staffAccount(name)
+	// A staff passphrase costs an Argon2id run of 64 MiB like a resident's,
+	// so it takes a turn in the same queue.
+	select {
+	case p.unlocks <- struct{}{}:
+	case <-time.After(10 * time.Second):
+		p.render(w, r, http.StatusServiceUnavailable, "staff_signin", "title.staff_signin", nil, say("err.busy"))
+		return
 	}
 	ok := false
 	if acct == nil {
@@ -158,13 +157,13 @@ func (p *Portal) staffSignIn(w http.ResponseWriter, r *request) {
 	} else {
 		ok = acct.check(r.PostFormValue("passphrase"))
 	}
+	<-p.unlocks
 	if !ok {
 		p.log.Info("staff sign-in refused")
 		p.render(w, r, http.StatusUnauthorized, "staff_signin", "title.staff_signin", nil, say("err.staff_signin"))
 		return
 	}
-	s, _ := p.sessions.start(w, r.sess)
-	s.staff = acct
+	p.sessions.start(w, r.sess, func(s *session, _ []byte) error { s.staff = acct; return nil })
 	p.log.Info("staff signed in", "authority", acct.Authority, "account", acct.Name)
 	to := "/console"
 	if acct.may(counterStaff) {
@@ -175,7 +174,34 @@ func (p *Portal) staffSignIn(w http.ResponseWriter, r *request) {
 
 func (p *Portal) signOut(w http.ResponseWriter, r *request) {
 	p.sessions.end(w, r.sess)
-	s, _ := p.sessions.start(w, nil)
+	s, _, _ := p.sessions.start(w, nil, nil)
 	s.setFlash("flash.signed_out")
 	http.Redirect(w, r.Request, "/", http.StatusSeeOther)
+}
+
+// staffAccount returns the account called name, nil if there is none. With
+// a staff file, the file as it is now: an account removed from it stops
+// working at once, in sessions already open too.
+func (p *Portal) staffAccount(name string) *StaffAccount {
+	staff := p.cfg.Staff
+	if p.cfg.StaffFile != "" {
+		var err error
+		if staff, err = ReadStaff(p.cfg.StaffFile); err != nil {
+			p.log.Error("couldn't read the staff file", "err", err)
+			return nil
+		}
+	}
+	for i := range staff {
+		if staff[i].Name == name {
+			return &staff[i]
+		}
+	}
+	return nil
+}
+
+// stillStaff reports whether a signed-in account still exists unchanged
+// (same authority, roles and passphrase).
+func (p *Portal) stillStaff(a *StaffAccount) bool {
+	now := p.staffAccount(a.Name)
+	return now != nil && now.Authority == a.Authority && now.Hash == a.Hash && slices.Equal(now.Roles, a.Roles)
 }

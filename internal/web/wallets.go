@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/imi-city/imi/internal/hosted"
@@ -26,6 +27,13 @@ type unlocked struct {
 	key      hosted.WalletKey
 }
 
+// wipe zeroes the keys the request held; Go may have left copies, but not
+// here.
+func (u *unlocked) wipe() {
+	u.contents.Wipe()
+	u.key.Wipe()
+}
+
 // maxUnlocks bounds the sign-ins that run at once: each takes an Argon2id
 // run of 64 MiB, so a burst of them must queue rather than exhaust memory.
 const maxUnlocks = 8
@@ -36,31 +44,115 @@ var errBusy = errors.New("too many sign-ins at once")
 // postedNumber reads the ID number of a posted sign-in form, once its
 // sender is within the rate limit; status is 0 when the form may go on.
 func (p *Portal) postedNumber(r *request) (n idnumber.Number, m message, status int) {
-	if !p.limits.allow(r.RemoteAddr) {
+	if !p.limits.allow(p.client(r)) {
 		return idnumber.Number{}, say("err.rate_limited"), http.StatusTooManyRequests
 	}
-	n, err := idnumber.Parse(strings.ToUpper(strings.TrimSpace(r.PostFormValue("id_number"))))
+	n, err := idnumber.Parse(normalNumber(r.PostFormValue("id_number")))
 	if err != nil {
 		return idnumber.Number{}, say("err.id_number"), http.StatusBadRequest
 	}
 	return n, message{}, 0
 }
 
+// normalNumber is an ID number as typed, without the spaces people put in
+// to read it and in upper case (the check character X).
+func normalNumber(s string) string {
+	return strings.ToUpper(strings.Join(strings.Fields(s), ""))
+}
+
 // unlockWallet opens the hosted wallet of ID number n with the passphrase
 // and, on a first sign-in, the activation code the posted form carries.
 func (p *Portal) unlockWallet(r *request, n idnumber.Number) (*unlocked, error) {
-	passphrase, code := r.PostFormValue("passphrase"), strings.TrimSpace(r.PostFormValue("activation"))
+	passphrase, code := []byte(r.PostFormValue("passphrase")), strings.TrimSpace(r.PostFormValue("activation"))
+	defer clear(passphrase)
+	// One client gets clientTries at one ID number, wallet or none, before
+	// it is told the same "locked" either way: the answer does not say who
+	// has a wallet, and one client cannot lock a resident out (the wallet
+	// itself locks only after accountTries, from several clients).
+	who := p.client(r) + "|" + string(hosted.Lookup(p.cfg.LookupKey, n))
+	if p.tries.blocked(who) {
+		return nil, &hosted.LockedError{}
+	}
 	select {
 	case p.unlocks <- struct{}{}:
 		defer func() { <-p.unlocks }()
 	case <-time.After(10 * time.Second):
 		return nil, errBusy
 	}
-	u, err := p.wallets.Unlock(n, []byte(passphrase), code)
+	u, err := p.wallets.Unlock(n, passphrase, code)
+	switch {
+	case err == nil:
+		p.tries.forget(who)
+	case errors.Is(err, hosted.ErrNoAccount), errors.Is(err, hosted.ErrWrongPassphrase), errors.Is(err, hosted.ErrActivationNeeded) && code != "":
+		p.tries.fail(who)
+	}
 	if err != nil {
 		return nil, err
 	}
 	return &unlocked{account: u.Account, contents: u.Contents, key: u.Key}, nil
+}
+
+// Sign-in tries: per client and ID number, then per wallet.
+const (
+	clientTries  = 5
+	accountTries = 20
+)
+
+// tries counts a client's failed sign-ins at one ID number over
+// hosted.LockoutPeriod. It lives in memory: a restart forgets it, and the
+// wallet's own lock still stands behind it.
+type tries struct {
+	mu  sync.Mutex
+	now func() time.Time
+	m   map[string]*tryCount
+}
+
+type tryCount struct {
+	n     int
+	first time.Time
+}
+
+// maxTryEntries bounds the table; a full one drops what has expired, then
+// everything (the wallets' own locks remain).
+const maxTryEntries = 100_000
+
+func (t *tries) blocked(k string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := t.m[k]
+	if c != nil && t.now().Sub(c.first) >= hosted.LockoutPeriod {
+		delete(t.m, k)
+		return false
+	}
+	return c != nil && c.n >= clientTries
+}
+
+func (t *tries) fail(k string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	if len(t.m) >= maxTryEntries {
+		for k, c := range t.m {
+			if now.Sub(c.first) >= hosted.LockoutPeriod {
+				delete(t.m, k)
+			}
+		}
+		if len(t.m) >= maxTryEntries {
+			clear(t.m)
+		}
+	}
+	c := t.m[k]
+	if c == nil || now.Sub(c.first) >= hosted.LockoutPeriod {
+		c = &tryCount{first: now}
+		t.m[k] = c
+	}
+	c.n++
+}
+
+func (t *tries) forget(k string) {
+	t.mu.Lock()
+	delete(t.m, k)
+	t.mu.Unlock()
 }
 
 // signInRefusal words a refused sign-in. A wrong passphrase and an ID
@@ -98,10 +190,11 @@ func (p *Portal) walletOf(r *request) (*unlocked, error) {
 		return nil, errors.New("not signed in")
 	}
 	// A guardian acting for a ward works in the ward's wallet.
+	// Copied under the lock: a sign-out in another tab clears it.
 	r.sess.mu.Lock()
-	blob := r.sess.resident.blob
+	blob := bytes.Clone(r.sess.resident.blob)
 	if w := r.sess.resident.ward; w != nil {
-		blob = w.blob
+		blob = bytes.Clone(w.blob)
 	}
 	r.sess.mu.Unlock()
 	return p.openSealed(r, blob)

@@ -25,7 +25,9 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -69,6 +71,10 @@ type Config struct {
 	StaffFile string
 	// WalletParams are the Argon2id costs of new hosted wallets.
 	WalletParams wallet.Params
+	// BehindProxy says the node is reached through a reverse proxy that
+	// appends the client's address to X-Forwarded-For; rate limits then
+	// count by that address instead of the proxy's.
+	BehindProxy bool
 	// IdleTimeout signs a session out after this long without a request.
 	IdleTimeout time.Duration
 	// Now is the wall clock, injected for tests (session expiry and rate
@@ -87,6 +93,7 @@ type Portal struct {
 	sessions *sessions
 	limits   *limiter
 	unlocks  chan struct{}
+	tries    *tries
 	assets   http.Handler
 
 	mu sync.Mutex // serialises the counter's registrations
@@ -113,10 +120,11 @@ func New(cfg Config) (*Portal, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	p := &Portal{cfg: cfg, log: cfg.Log, mux: http.NewServeMux(), wallets: &hosted.Wallets{Store: hosted.NewStore(cfg.Store), LookupKey: cfg.LookupKey, Params: cfg.WalletParams, Now: cfg.Now}}
+	p := &Portal{cfg: cfg, log: cfg.Log, mux: http.NewServeMux(), wallets: &hosted.Wallets{Store: hosted.NewStore(cfg.Store), LookupKey: cfg.LookupKey, Params: cfg.WalletParams, Now: cfg.Now, MaxFailures: accountTries}}
 	p.sessions = newSessions(cfg.Now, cfg.IdleTimeout)
 	p.limits = newLimiter(cfg.Now)
 	p.unlocks = make(chan struct{}, maxUnlocks)
+	p.tries = &tries{now: cfg.Now, m: map[string]*tryCount{}}
 	sub, err := fs.Sub(assetFS, "assets")
 	if err != nil {
 		return nil, err
@@ -266,6 +274,13 @@ func (p *Portal) serve(w http.ResponseWriter, hr *http.Request, rt route) {
 			return
 		}
 	case counterStaff, caseworker:
+		if r.sess != nil && r.sess.staff != nil && !p.stillStaff(r.sess.staff) {
+			p.log.Info("a staff session ended: its account was removed or changed", "account", r.sess.staff.Name)
+			p.sessions.end(w, r.sess)
+			r.sess = nil
+			p.fail(w, r, http.StatusUnauthorized, say("err.staff_changed"))
+			return
+		}
 		if r.sess == nil || r.sess.staff == nil || !r.sess.staff.may(rt.who) {
 			if r.sess != nil && r.sess.staff != nil {
 				p.fail(w, r, http.StatusForbidden, say("err.not_your_role"))
@@ -311,4 +326,30 @@ func sameOrigin(r *http.Request) bool {
 // happened while a consent commits.
 func background(r *request) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(r.Context()), 60*time.Second)
+}
+
+// client names the sender of r for rate limits: the address the reverse
+// proxy saw when there is one, and an IPv6 client by its /64, which one
+// household or phone holds whole.
+func (p *Portal) client(r *request) string {
+	addr := r.RemoteAddr
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		addr = host
+	}
+	if p.cfg.BehindProxy {
+		if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+			parts := strings.Split(xff[len(xff)-1], ",")
+			addr = strings.TrimSpace(parts[len(parts)-1])
+		}
+	}
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		return addr
+	}
+	if ip.Is6() && !ip.Is4In6() {
+		if pfx, err := ip.Prefix(64); err == nil {
+			return pfx.String()
+		}
+	}
+	return ip.Unmap().String()
 }

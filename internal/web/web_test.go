@@ -6,6 +6,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -65,9 +66,10 @@ func bare(t *testing.T, staff ...StaffAccount) (*httptest.Server, *clock) {
 }
 
 type browserless struct {
-	t    *testing.T
-	base string
-	c    *http.Client
+	t     *testing.T
+	base  string
+	c     *http.Client
+	extra http.Header // sent with every request (X-Forwarded-For, say)
 }
 
 func newBrowserless(t *testing.T, base string) *browserless {
@@ -79,7 +81,11 @@ var tokenRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
 func (b *browserless) get(path string) (*http.Response, string) {
 	b.t.Helper()
-	res, err := b.c.Get(b.base + path)
+	req, _ := http.NewRequest(http.MethodGet, b.base+path, nil)
+	for k, v := range b.extra {
+		req.Header[k] = v
+	}
+	res, err := b.c.Do(req)
 	if err != nil {
 		b.t.Fatal(err)
 	}
@@ -103,6 +109,9 @@ func (b *browserless) post(path string, form url.Values) (*http.Response, string
 	req, _ := http.NewRequest(http.MethodPost, b.base+path, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Origin", b.base)
+	for k, v := range b.extra {
+		req.Header[k] = v
+	}
 	res, err := b.c.Do(req)
 	if err != nil {
 		b.t.Fatal(err)
@@ -137,6 +146,10 @@ func TestPagesAreNoStoreWithAStrictPolicy(t *testing.T) {
 	if strings.Contains(body, "<script>") || strings.Contains(body, " onclick=") || strings.Contains(body, "style=\"") {
 		t.Error("a page has inline script or style, which the policy blocks")
 	}
+	if len(res.Cookies()) != 0 {
+		t.Error("the start page set a cookie: a page without a form must not start a session")
+	}
+	res, _ = b.get("/staff/signin")
 	var sc *http.Cookie
 	for _, c := range res.Cookies() {
 		if c.Name == sessionCookie {
@@ -291,5 +304,62 @@ func TestRolesAndOversizedForms(t *testing.T) {
 	res, body := b.post("/staff/signout", url.Values{"csrf": {tok}, "pad": {strings.Repeat("x", maxForm)}})
 	if res.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(body, "太大") {
 		t.Errorf("oversized form: %d, want 413", res.StatusCode)
+	}
+}
+
+func TestAFloodOfVisitorsEvictsVisitorsFirst(t *testing.T) {
+	clk := newClock()
+	ss := newSessions(clk.now, 15*time.Minute)
+	ss.max = 100
+	w := httptest.NewRecorder()
+	var known []*session
+	for i := 0; i < 10; i++ {
+		s, _, _ := ss.start(w, nil, func(s *session, _ []byte) error { s.staff = &StaffAccount{Name: "clerk"}; return nil })
+		known = append(known, s)
+		clk.add(time.Second)
+	}
+	var anon []*session
+	for i := 0; i < 300; i++ {
+		s, _, _ := ss.start(w, nil, nil)
+		anon = append(anon, s)
+		clk.add(time.Second)
+	}
+	if n := len(ss.m); n > ss.max {
+		t.Fatalf("%d sessions kept, over the cap of %d", n, ss.max)
+	}
+	for i, s := range known {
+		if ss.m[s.id] == nil {
+			t.Errorf("signed-in session %d was evicted by anonymous ones", i)
+		}
+	}
+	if ss.m[anon[0].id] != nil || ss.m[anon[len(anon)-1].id] == nil {
+		t.Error("the oldest visitor was kept, or the newest dropped")
+	}
+}
+
+func TestAStaffAccountRemovedEndsItsSessions(t *testing.T) {
+	a := staffFixture(t)
+	file := filepath.Join(t.TempDir(), "staff.json")
+	if err := WriteStaff(file, []StaffAccount{a}); err != nil {
+		t.Fatal(err)
+	}
+	srv, _ := bare(t)
+	srv.Config.Handler.(*Portal).cfg.StaffFile = file
+	b := newBrowserless(t, srv.URL)
+	tok := b.token("/staff/signin")
+	if res, _ := b.post("/staff/signin", url.Values{"csrf": {tok}, "account": {"clerk"}, "passphrase": {"correct horse battery"}}); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-in: %d", res.StatusCode)
+	}
+	if res, _ := b.get("/counter"); res.StatusCode != http.StatusOK {
+		t.Fatalf("the counter after sign-in: %d", res.StatusCode)
+	}
+	if err := WriteStaff(file, nil); err != nil {
+		t.Fatal(err)
+	}
+	if res, body := b.get("/counter"); res.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "停用") {
+		t.Errorf("the counter after the account was removed: %d, want 401", res.StatusCode)
+	}
+	if res, _ := b.get("/counter"); res.StatusCode == http.StatusOK {
+		t.Error("the session still works")
 	}
 }
