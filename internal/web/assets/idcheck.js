@@ -103,10 +103,10 @@
       last = key;
       region.textContent = key ? words[key] : "";
       region.className = "help" + (key === "ok" ? " valid" : key ? " invalid" : "");
-      if (key === "ok") {
-        input.removeAttribute("aria-invalid");
-      } else if (key) {
+      if (key && key !== "ok") {
         input.setAttribute("aria-invalid", "true");
+      } else {
+        input.removeAttribute("aria-invalid"); // valid, or not yet judged
       }
     }
     input.addEventListener("input", function () { show(false); });
