@@ -318,6 +318,7 @@ func TestPortal(t *testing.T) {
 	t.Run("journey in English", func(t *testing.T) { p.journey(t, ctx, enWords, newPerson(t, 12, "李", "伟")) })
 	t.Run("keyboard only", func(t *testing.T) { p.keyboard(t, ctx, newPerson(t, 13, "王", "芳")) })
 	t.Run("refusals", func(t *testing.T) { p.refusals(t, ctx, newPerson(t, 14, "张", "强")) })
+	t.Run("every page passes axe", func(t *testing.T) { p.everyPage(t, ctx, newPerson(t, 15, "刘", "洋")) })
 	t.Run("nothing personal on the chain or in the log", func(t *testing.T) { p.scan(t) })
 }
 
@@ -491,4 +492,40 @@ func (p *portal) refusals(t *testing.T, ctx context.Context, pe person) {
 	b.waitText(t, "[role=alert]", "会话已过期")
 	b.shot(t, "expired-session")
 	b.axe(t, ctx, "expired-session")
+}
+
+// everyPage runs axe on the pages the journeys do not pass through, in both
+// languages: sign-in pages, the counter's other forms, every console page,
+// a guardian's page and an error page.
+func (p *portal) everyPage(t *testing.T, ctx context.Context, pe person) {
+	b := newBrowser(t, ctx, desktopViewport)
+	code := p.register(t, b, pe, false)
+	for _, lang := range []string{"zh", "en"} {
+		b.navigate(t, p.base+"/?lang="+lang)
+		for _, page := range []string{"/signin", "/staff/signin"} {
+			b.navigate(t, p.base+page)
+			b.axe(t, ctx, lang+page)
+		}
+		p.staffSignIn(t, b, "psb-counter")
+		for _, page := range []string{"/counter", "/counter/reproof", "/counter/guardian", "/console", "/console/issue", "/console/issue?type=household_registration", "/console/revoke", "/console/access", "/console/services"} {
+			if code := b.navigate(t, p.base+page); code != http.StatusOK {
+				t.Errorf("%s: status %d", page, code)
+			}
+			b.axe(t, ctx, lang+page)
+		}
+		b.shot(t, lang+"-console-services")
+		p.signOut(t, b)
+		activation := ""
+		if lang == "zh" {
+			activation = code
+		}
+		p.mustSignIn(t, b, pe, activation)
+		b.navigate(t, p.base+"/me/wards")
+		b.axe(t, ctx, lang+"/me/wards")
+		if code := b.navigate(t, p.base+"/me/applications/no-such-application"); code != http.StatusNotFound {
+			t.Errorf("an unknown application: status %d, want 404", code)
+		}
+		b.axe(t, ctx, lang+"-error")
+		p.signOut(t, b)
+	}
 }
