@@ -71,6 +71,22 @@ const maxSelfDeclared = 256
 
 func appKey(id string) string { return "app/" + id }
 
+// openKey indexes an open application by its deadline, so expired ones are
+// found in key order without reading the received ones.
+func openKey(a *Application) string {
+	return "appopen/" + a.Expires.UTC().Format("20060102T150405.000000000") + "/" + a.ID
+}
+
+// openEntry is the value under an openKey.
+type openEntry struct {
+	ID      string    `json:"id"`
+	Expires time.Time `json:"expires"`
+}
+
+// sweepEvery is how often Open clears expired applications: anyone who can
+// open one (a resident through the portal) could otherwise fill the store.
+const sweepEvery = time.Minute
+
 // Open starts an application of authority for service.
 func (d *Desk) Open(authority, service string) (*Application, error) {
 	if !d.Holds(authority) {
@@ -93,7 +109,68 @@ func (d *Desk) Open(authority, service string) (*Application, error) {
 		Authority: authority, Audience: aud, Nonce: base64.RawURLEncoding.EncodeToString(newRecordID()),
 		Created: now, Expires: now.Add(ApplicationLife), Status: StatusOpen,
 	}
-	return a, d.put(a)
+	d.sweep(now)
+	if err := d.put(a); err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(openEntry{ID: a.ID, Expires: a.Expires})
+	if err != nil {
+		return nil, err
+	}
+	return a, d.store.Put(openKey(a), b)
+}
+
+// sweep deletes open applications past their deadline, at most once every
+// sweepEvery. They hold no personal data; this only bounds the store.
+func (d *Desk) sweep(now time.Time) {
+	d.sweepMu.Lock()
+	defer d.sweepMu.Unlock()
+	if now.Sub(d.swept) < sweepEvery {
+		return
+	}
+	d.swept = now
+	vals, err := d.store.List("appopen/")
+	if err != nil {
+		d.log.Warn("couldn't list open applications", "err", err)
+		return
+	}
+	n := 0
+	for _, v := range vals {
+		var e openEntry
+		if json.Unmarshal(v, &e) != nil {
+			continue
+		}
+		if now.Before(e.Expires) {
+			break // key order is deadline order
+		}
+		d.open.Lock()
+		if !d.busy[e.ID] {
+			if a, err := d.load(e.ID); err == nil && a.Status == StatusOpen {
+				_ = d.store.Delete(appKey(e.ID))
+			}
+			_ = d.store.Delete(openKey(&Application{ID: e.ID, Expires: e.Expires}))
+			n++
+		}
+		d.open.Unlock()
+	}
+	if n > 0 {
+		d.log.Info("expired applications removed", "count", n)
+	}
+}
+
+// load reads an application as stored, expired or not.
+func (d *Desk) load(id string) (*Application, error) {
+	b, err := d.store.Get(appKey(id))
+	if errors.Is(err, ErrNoRecord) {
+		return nil, ErrNoApplication
+	} else if err != nil {
+		return nil, err
+	}
+	var a Application
+	if err := json.Unmarshal(b, &a); err != nil {
+		return nil, err
+	}
+	return &a, nil
 }
 
 func (d *Desk) put(a *Application) error {
@@ -106,21 +183,16 @@ func (d *Desk) put(a *Application) error {
 
 // Get returns an application. An open one past its deadline is gone.
 func (d *Desk) Get(id string) (*Application, error) {
-	b, err := d.store.Get(appKey(id))
-	if errors.Is(err, ErrNoRecord) {
-		return nil, ErrNoApplication
-	} else if err != nil {
-		return nil, err
-	}
-	var a Application
-	if err := json.Unmarshal(b, &a); err != nil {
+	a, err := d.load(id)
+	if err != nil {
 		return nil, err
 	}
 	if a.Status == StatusOpen && !d.now().Before(a.Expires) {
 		_ = d.store.Delete(appKey(id))
+		_ = d.store.Delete(openKey(a))
 		return nil, ErrNoApplication
 	}
-	return &a, nil
+	return a, nil
 }
 
 // Decline forgets an open application: nothing of it is kept.
@@ -137,6 +209,7 @@ func (d *Desk) Decline(id string) error {
 	if a.Status != StatusOpen {
 		return ErrClosed
 	}
+	_ = d.store.Delete(openKey(a))
 	return d.store.Delete(appKey(id))
 }
 
@@ -236,6 +309,7 @@ func (d *Desk) Submit(ctx context.Context, id string, sub *Submission) (*Applica
 	if err := d.put(a); err != nil {
 		return nil, err
 	}
+	_ = d.store.Delete(openKey(a))
 	return a, d.store.Put(receivedKey(a), []byte(a.ID))
 }
 

@@ -39,6 +39,9 @@ type Desk struct {
 	recorders map[string]*recorder
 	open      sync.Mutex      // guards busy and application state changes
 	busy      map[string]bool // applications being submitted
+
+	sweepMu sync.Mutex
+	swept   time.Time // when expired applications were last cleared
 }
 
 // DeskConfig configures a Desk.

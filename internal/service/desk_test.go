@@ -533,3 +533,43 @@ func TestGuardianRefusals(t *testing.T) {
 		h.nothingStored(t, a, ward.psn(t, hsb))
 	})
 }
+
+// TestExpiredApplicationsAreSwept: open applications nobody answered are
+// removed after their deadline by a later Open, without a reader asking for
+// them; received and still-open ones stay.
+func TestExpiredApplicationsAreSwept(t *testing.T) {
+	h := newHarness(t)
+	r := h.pensioner(t, "chen")
+	received := h.applyPension(t, r)
+	var stale []*service.Application
+	for i := 0; i < 3; i++ {
+		stale = append(stale, h.open(t, hrss, service.Pension))
+	}
+	if err := h.desk.Decline(stale[2].ID); err != nil {
+		t.Fatal(err)
+	}
+	count := func(prefix string) int {
+		vs, err := h.store.List(prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(vs)
+	}
+	if got := count("appopen/"); got != 2 {
+		t.Fatalf("%d open applications indexed, want 2", got)
+	}
+	h.skew.Store(int64(service.ApplicationLife + 2*time.Minute))
+	defer h.skew.Store(0)
+	fresh := h.open(t, hrss, service.Pension)
+	if got := count("appopen/"); got != 1 {
+		t.Errorf("%d open applications indexed after the sweep, want 1 (the fresh one)", got)
+	}
+	if got := count("app/"); got != 2 {
+		t.Errorf("%d applications stored after the sweep, want 2 (received and fresh)", got)
+	}
+	for _, id := range []string{received.ID, fresh.ID} {
+		if _, err := h.desk.Get(id); err != nil {
+			t.Errorf("application %s is gone: %v", id, err)
+		}
+	}
+}
