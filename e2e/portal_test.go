@@ -520,8 +520,10 @@ func (p *portal) everyPage(t *testing.T, ctx context.Context, pe person) {
 			activation = code
 		}
 		p.mustSignIn(t, b, pe, activation)
-		b.navigate(t, p.base+"/me/wards")
-		b.axe(t, ctx, lang+"/me/wards")
+		for _, page := range []string{"/me/wards", "/me/passphrase"} {
+			b.navigate(t, p.base+page)
+			b.axe(t, ctx, lang+page)
+		}
 		if code := b.navigate(t, p.base+"/me/applications/no-such-application"); code != http.StatusNotFound {
 			t.Errorf("an unknown application: status %d, want 404", code)
 		}

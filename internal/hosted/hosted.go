@@ -512,6 +512,33 @@ func (w *Wallets) Save(a *Account, c *wallet.Contents, k WalletKey) error {
 	return nil
 }
 
+// ChangePassphrase wraps the wallet key of the account with id under a new
+// passphrase, once old opens the current wrap. The contents and the wallet
+// key stay as they are, so open sessions go on; the old passphrase stops
+// working. ErrWrongPassphrase if old is wrong (not counted as a failed
+// sign-in: the caller is signed in and limits its own tries), ErrConflict
+// if the account changed meanwhile.
+func (w *Wallets) ChangePassphrase(id string, old, next []byte) error {
+	if err := w.check(nil); err != nil {
+		return err
+	}
+	a, err := w.Store.Account(id)
+	if err != nil {
+		return err
+	}
+	k, err := unwrap(a, old)
+	if err != nil {
+		return err
+	}
+	defer k.Wipe()
+	b := *a
+	if b.WrappedKey, err = wrap(a.DID, k, next, w.params()); err != nil {
+		return fmt.Errorf("couldn't change the passphrase: %w", err)
+	}
+	b.Updated = w.now().UTC()
+	return w.Store.Update(&b)
+}
+
 func statusRefs(c *wallet.Contents) []StatusRef {
 	var out []StatusRef
 	for _, cr := range c.Credentials {

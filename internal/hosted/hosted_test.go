@@ -678,3 +678,37 @@ func TestNoAccountTakesAsLong(t *testing.T) {
 		t.Errorf("ErrNoAccount took %v, ErrWrongPassphrase %v: the decoy is not running", none, wrong)
 	}
 }
+
+func TestChangePassphrase(t *testing.T) {
+	f := newFixture(t)
+	n := number(t, 40)
+	_, code := f.create(t, n)
+	u := f.activate(t, n, code)
+	next := []byte("a different passphrase entirely")
+	if err := f.w.ChangePassphrase(u.Account.ID, []byte("not the passphrase"), next); !errors.Is(err, ErrWrongPassphrase) {
+		t.Fatalf("with a wrong current passphrase: %v, want ErrWrongPassphrase", err)
+	}
+	if a, _ := f.w.Store.Account(u.Account.ID); a.Failures != 0 {
+		t.Errorf("a wrong current passphrase counted %d failed sign-ins", a.Failures)
+	}
+	if err := f.w.ChangePassphrase(u.Account.ID, pass, next); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.w.Unlock(n, pass, ""); !errors.Is(err, ErrWrongPassphrase) {
+		t.Errorf("the old passphrase after the change: %v, want ErrWrongPassphrase", err)
+	}
+	u2, err := f.w.Unlock(n, next, "")
+	if err != nil {
+		t.Fatalf("the new passphrase: %v", err)
+	}
+	if u2.Contents.DID != did || len(u2.Contents.Credentials) != 1 {
+		t.Errorf("the wallet after the change holds %+v", u2.Contents)
+	}
+	// A session opened before the change goes on: the wallet key is the same.
+	if _, _, err := f.w.Open(u.Account.ID, u.Key); err != nil {
+		t.Errorf("an open session after the change: %v", err)
+	}
+	if err := f.w.ChangePassphrase("no-such-account", next, pass); !errors.Is(err, ErrNoAccount) {
+		t.Errorf("an unknown account: %v, want ErrNoAccount", err)
+	}
+}
