@@ -520,7 +520,7 @@ func (p *portal) everyPage(t *testing.T, ctx context.Context, pe person) {
 			activation = code
 		}
 		p.mustSignIn(t, b, pe, activation)
-		for _, page := range []string{"/me/wards", "/me/passphrase"} {
+		for _, page := range []string{"/me/wards", "/me/passphrase", "/me/erase"} {
 			b.navigate(t, p.base+page)
 			b.axe(t, ctx, lang+page)
 		}

@@ -539,6 +539,27 @@ func (w *Wallets) ChangePassphrase(id string, old, next []byte) error {
 	return w.Store.Update(&b)
 }
 
+// Delete erases the account with id, once passphrase opens it: the sealed
+// wallet, its wrapped key, its inbox and its indexes. Nothing is left that
+// opens or finds it (crypto-shredding: the chain keeps only pseudonymous
+// records nobody can link to the resident any more). ErrWrongPassphrase
+// if the passphrase is wrong.
+func (w *Wallets) Delete(id string, passphrase []byte) error {
+	if err := w.check(nil); err != nil {
+		return err
+	}
+	a, err := w.Store.Account(id)
+	if err != nil {
+		return err
+	}
+	k, err := unwrap(a, passphrase)
+	if err != nil {
+		return err
+	}
+	k.Wipe()
+	return w.Store.Remove(a)
+}
+
 func statusRefs(c *wallet.Contents) []StatusRef {
 	var out []StatusRef
 	for _, cr := range c.Credentials {

@@ -712,3 +712,37 @@ func TestChangePassphrase(t *testing.T) {
 		t.Errorf("an unknown account: %v, want ErrNoAccount", err)
 	}
 }
+
+func TestDelete(t *testing.T) {
+	f := newFixture(t)
+	n := number(t, 41)
+	a, code := f.create(t, n)
+	u := f.activate(t, n, code)
+	if err := f.w.Deliver(did, []byte("waiting")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.w.Delete(a.ID, []byte("wrong passphrase")); !errors.Is(err, ErrWrongPassphrase) {
+		t.Fatalf("with a wrong passphrase: %v", err)
+	}
+	if err := f.w.Delete(a.ID, pass); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.w.ByNumber(n); !errors.Is(err, ErrNoAccount) {
+		t.Errorf("found by number after deletion: %v", err)
+	}
+	if _, err := f.w.Store.ByDID(did); !errors.Is(err, ErrNoAccount) {
+		t.Errorf("found by DID after deletion: %v", err)
+	}
+	if _, _, err := f.w.Open(u.Account.ID, u.Key); !errors.Is(err, ErrNoAccount) {
+		t.Errorf("a session after deletion: %v", err)
+	}
+	for _, prefix := range []string{accountPrefix, lookupPrefix, didPrefix, inboxPrefix} {
+		if vs, _ := f.kv.List(prefix); len(vs) != 0 {
+			t.Errorf("%d records left under %s", len(vs), prefix)
+		}
+	}
+	// The same person may be given a new wallet at the counter.
+	if _, _, err := f.w.Create(n, did, contents(did), pass); err != nil {
+		t.Errorf("a new wallet after deletion: %v", err)
+	}
+}

@@ -44,6 +44,10 @@ type Store interface {
 	// ErrExists if next's DID belongs to a third account. next has
 	// old's Lookup and a new ID.
 	Replace(old, next *Account) error
+	// Remove deletes a, its indexes and its inbox, lookup index first so
+	// no sign-in finds it part way. ErrConflict if a is no longer stored
+	// at a.Version.
+	Remove(a *Account) error
 
 	// AddItem appends it to the inbox of the account with id, or returns
 	// ErrNoAccount.
@@ -186,6 +190,35 @@ func (s *kvStore) Replace(old, next *Account) error {
 	for _, it := range items {
 		if err := s.kv.Delete(itemKey(cur.ID, it.ID)); err != nil {
 			return fmt.Errorf("couldn't remove old hosted wallet: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s *kvStore) Remove(a *Account) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, err := s.account(a.ID)
+	if errors.Is(err, ErrNoAccount) {
+		return ErrConflict
+	}
+	if err != nil {
+		return err
+	}
+	if cur.Version != a.Version {
+		return ErrConflict
+	}
+	items, err := s.items(cur.ID)
+	if err != nil {
+		return err
+	}
+	keys := []string{lookupPrefix + hex.EncodeToString(cur.Lookup), didPrefix + cur.DID, accountPrefix + cur.ID}
+	for _, it := range items {
+		keys = append(keys, itemKey(cur.ID, it.ID))
+	}
+	for _, k := range keys {
+		if err := s.kv.Delete(k); err != nil {
+			return fmt.Errorf("couldn't remove hosted wallet: %w", err)
 		}
 	}
 	return nil

@@ -101,6 +101,10 @@ func (p *Portal) prepare(r *request, id string) (*formView, *consent.Form, *unlo
 	if err != nil {
 		return nil, nil, nil, say("err.session_expired"), http.StatusUnauthorized
 	}
+	// The form is filled from the newest credentials, delivered ones too.
+	if err := p.collectInbox(u); err != nil {
+		p.log.Warn("couldn't collect a hosted wallet's inbox", "err", err)
+	}
 	dir := p.directory()
 	types := make([]ledger.CredentialType, 0, len(dir.types))
 	for _, t := range dir.types {

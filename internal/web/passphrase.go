@@ -75,3 +75,102 @@ func (p *Portal) changePassphrase(w http.ResponseWriter, r *request) {
 	r.sess.setFlash("flash.passphrase_changed")
 	http.Redirect(w, r.Request, "/me", http.StatusSeeOther)
 }
+
+// Erasing a hosted wallet (PIPL Art. 47): the sealed wallet, its key, its
+// inbox and its index are deleted, after which nothing on the node opens
+// or finds them; the chain keeps only pseudonymous records. A resident with
+// active consents is asked to withdraw them first: once the wallet is gone
+// its pseudonyms can sign nothing, so those consents could no longer be
+// withdrawn.
+
+func init() {
+	routeTable = append(routeTable,
+		route{"GET /me/erase", resident, (*Portal).erasePage},
+		route{"POST /me/erase", resident, (*Portal).erase},
+	)
+}
+
+// activeConsents counts the wallet's consents in force now.
+func (p *Portal) activeConsents(r *request) (int, error) {
+	u, err := p.walletOf(r)
+	if err != nil {
+		return 0, err
+	}
+	defer u.wipe()
+	now := p.cfg.App.LastBlock().Time
+	n := 0
+	for _, psn := range p.pseudonyms(u.contents, p.directory()) {
+		cs, _, err := p.cfg.App.Consents(psn, 0)
+		if err != nil {
+			return 0, err
+		}
+		for i := range cs {
+			if consentState(&cs[i], now) == "active" {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+func (p *Portal) erasePage(w http.ResponseWriter, r *request) {
+	if r.sess.wardOf() != nil {
+		p.fail(w, r, http.StatusConflict, say("err.own_wallet_only"))
+		return
+	}
+	n, err := p.activeConsents(r)
+	if err != nil {
+		p.internal(w, r, err)
+		return
+	}
+	p.render(w, r, http.StatusOK, "erase", "title.erase", struct{ Active int }{n}, message{})
+}
+
+func (p *Portal) erase(w http.ResponseWriter, r *request) {
+	if r.sess.wardOf() != nil {
+		p.fail(w, r, http.StatusConflict, say("err.own_wallet_only"))
+		return
+	}
+	n, err := p.activeConsents(r)
+	if err != nil {
+		p.internal(w, r, err)
+		return
+	}
+	again := func(status int, m message) {
+		p.render(w, r, status, "erase", "title.erase", struct{ Active int }{n}, m)
+	}
+	if n > 0 {
+		again(http.StatusConflict, say("err.erase_consents"))
+		return
+	}
+	if r.PostFormValue("understood") != "yes" {
+		again(http.StatusBadRequest, say("err.erase_confirm"))
+		return
+	}
+	who := "passphrase|" + r.sess.resident.account
+	if p.tries.blocked(who) {
+		again(http.StatusTooManyRequests, say("err.locked"))
+		return
+	}
+	pass := []byte(r.PostFormValue("passphrase"))
+	defer clear(pass)
+	select {
+	case p.unlocks <- struct{}{}:
+		defer func() { <-p.unlocks }()
+	case <-time.After(10 * time.Second):
+		again(http.StatusServiceUnavailable, say("err.busy"))
+		return
+	}
+	switch err := p.wallets.Delete(r.sess.resident.account, pass); {
+	case errors.Is(err, hosted.ErrWrongPassphrase):
+		p.tries.fail(who)
+		again(http.StatusUnauthorized, say("err.passphrase_current"))
+		return
+	case err != nil:
+		p.internal(w, r, err)
+		return
+	}
+	p.log.Info("a resident erased their hosted wallet")
+	p.sessions.end(w, r.sess)
+	p.render(w, &request{Request: r.Request, lang: r.lang}, http.StatusOK, "erased", "title.erased", nil, message{})
+}
