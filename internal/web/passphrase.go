@@ -3,7 +3,6 @@ package web
 import (
 	"errors"
 	"net/http"
-	"time"
 	"unicode/utf8"
 
 	"github.com/imi-city/imi/internal/hosted"
@@ -46,31 +45,11 @@ func (p *Portal) changePassphrase(w http.ResponseWriter, r *request) {
 		again(http.StatusBadRequest, say("err.passphrase_same"))
 		return
 	}
-	// A session left open on a shared computer must not let anyone try
-	// passphrases without limit.
-	who := "passphrase|" + r.sess.resident.account
-	if p.tries.blocked(who) {
-		again(http.StatusTooManyRequests, say("err.locked"))
+	if !p.withCurrentPassphrase(w, r, again, func(account string) error {
+		return p.wallets.ChangePassphrase(account, cur, next)
+	}) {
 		return
 	}
-	select {
-	case p.unlocks <- struct{}{}:
-		defer func() { <-p.unlocks }()
-	case <-time.After(10 * time.Second):
-		again(http.StatusServiceUnavailable, say("err.busy"))
-		return
-	}
-	err := p.wallets.ChangePassphrase(r.sess.resident.account, cur, next)
-	switch {
-	case errors.Is(err, hosted.ErrWrongPassphrase):
-		p.tries.fail(who)
-		again(http.StatusUnauthorized, say("err.passphrase_current"))
-		return
-	case err != nil:
-		p.internal(w, r, err)
-		return
-	}
-	p.tries.forget(who)
 	p.log.Info("a resident changed their passphrase")
 	r.sess.setFlash("flash.passphrase_changed")
 	http.Redirect(w, r.Request, "/me", http.StatusSeeOther)
@@ -147,30 +126,45 @@ func (p *Portal) erase(w http.ResponseWriter, r *request) {
 		again(http.StatusBadRequest, say("err.erase_confirm"))
 		return
 	}
-	who := "passphrase|" + r.sess.resident.account
-	if p.tries.blocked(who) {
-		again(http.StatusTooManyRequests, say("err.locked"))
-		return
-	}
 	pass := []byte(r.PostFormValue("passphrase"))
 	defer clear(pass)
-	select {
-	case p.unlocks <- struct{}{}:
-		defer func() { <-p.unlocks }()
-	case <-time.After(10 * time.Second):
-		again(http.StatusServiceUnavailable, say("err.busy"))
-		return
-	}
-	switch err := p.wallets.Delete(r.sess.resident.account, pass); {
-	case errors.Is(err, hosted.ErrWrongPassphrase):
-		p.tries.fail(who)
-		again(http.StatusUnauthorized, say("err.passphrase_current"))
-		return
-	case err != nil:
-		p.internal(w, r, err)
+	if !p.withCurrentPassphrase(w, r, again, func(account string) error {
+		return p.wallets.Delete(account, pass)
+	}) {
 		return
 	}
 	p.log.Info("a resident erased their hosted wallet")
 	p.sessions.end(w, r.sess)
 	p.render(w, &request{Request: r.Request, lang: r.lang}, http.StatusOK, "erased", "title.erased", nil, message{})
+}
+
+// withCurrentPassphrase runs act, which checks the signed-in resident's
+// current passphrase (one Argon2id run), within a limit on wrong tries per
+// wallet (a session left open on a shared computer must not let anyone try
+// passphrases without end) and the queue of Argon2id runs. It answers a
+// refusal itself and reports whether act succeeded.
+func (p *Portal) withCurrentPassphrase(w http.ResponseWriter, r *request, again func(int, message), act func(account string) error) bool {
+	account := r.sess.resident.account
+	who := "passphrase|" + account
+	if p.tries.blocked(who) {
+		again(http.StatusTooManyRequests, say("err.locked"))
+		return false
+	}
+	release, ok := p.argon2Turn()
+	if !ok {
+		again(http.StatusServiceUnavailable, say("err.busy"))
+		return false
+	}
+	defer release()
+	switch err := act(account); {
+	case errors.Is(err, hosted.ErrWrongPassphrase):
+		p.tries.fail(who)
+		again(http.StatusUnauthorized, say("err.passphrase_current"))
+		return false
+	case err != nil:
+		p.internal(w, r, err)
+		return false
+	}
+	p.tries.forget(who)
+	return true
 }

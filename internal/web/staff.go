@@ -11,7 +11,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"time"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -145,9 +144,8 @@ func (p *Portal) staffSignIn(w http.ResponseWriter, r *request) {
 	acct := p.staffAccount(name)
 	// A staff passphrase costs an Argon2id run of 64 MiB like a resident's,
 	// so it takes a turn in the same queue.
-	select {
-	case p.unlocks <- struct{}{}:
-	case <-time.After(10 * time.Second):
+	release, turn := p.argon2Turn()
+	if !turn {
 		p.render(w, r, http.StatusServiceUnavailable, "staff_signin", "title.staff_signin", nil, say("err.busy"))
 		return
 	}
@@ -157,7 +155,7 @@ func (p *Portal) staffSignIn(w http.ResponseWriter, r *request) {
 	} else {
 		ok = acct.check(r.PostFormValue("passphrase"))
 	}
-	<-p.unlocks
+	release()
 	if !ok {
 		p.log.Info("staff sign-in refused")
 		p.render(w, r, http.StatusUnauthorized, "staff_signin", "title.staff_signin", nil, say("err.staff_signin"))

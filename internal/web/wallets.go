@@ -38,6 +38,17 @@ func (u *unlocked) wipe() {
 // run of 64 MiB, so a burst of them must queue rather than exhaust memory.
 const maxUnlocks = 8
 
+// argon2Turn waits, up to 10 s, for one of the maxUnlocks places every
+// passphrase check (resident or staff) takes; release gives it back.
+func (p *Portal) argon2Turn() (release func(), ok bool) {
+	select {
+	case p.unlocks <- struct{}{}:
+		return func() { <-p.unlocks }, true
+	case <-time.After(10 * time.Second):
+		return nil, false
+	}
+}
+
 // errBusy is a sign-in that waited too long for its turn.
 var errBusy = errors.New("too many sign-ins at once")
 
@@ -73,12 +84,11 @@ func (p *Portal) unlockWallet(r *request, n idnumber.Number) (*unlocked, error) 
 	if p.tries.blocked(who) {
 		return nil, &hosted.LockedError{}
 	}
-	select {
-	case p.unlocks <- struct{}{}:
-		defer func() { <-p.unlocks }()
-	case <-time.After(10 * time.Second):
+	release, ok := p.argon2Turn()
+	if !ok {
 		return nil, errBusy
 	}
+	defer release()
 	u, err := p.wallets.Unlock(n, passphrase, code)
 	switch {
 	case err == nil:
