@@ -11,6 +11,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -184,7 +186,7 @@ func (p *Portal) staffAccount(name string) *StaffAccount {
 	staff := p.cfg.Staff
 	if p.cfg.StaffFile != "" {
 		var err error
-		if staff, err = ReadStaff(p.cfg.StaffFile); err != nil {
+		if staff, err = p.staffFile(); err != nil {
 			p.log.Error("couldn't read the staff file", "err", err)
 			return nil
 		}
@@ -202,4 +204,33 @@ func (p *Portal) staffAccount(name string) *StaffAccount {
 func (p *Portal) stillStaff(a *StaffAccount) bool {
 	now := p.staffAccount(a.Name)
 	return now != nil && now.Authority == a.Authority && now.Hash == a.Hash && slices.Equal(now.Roles, a.Roles)
+}
+
+// staffFile returns the accounts in the staff file, parsed again only when
+// the file changed: every staff request checks its account against it.
+func (p *Portal) staffFile() ([]StaffAccount, error) {
+	fi, err := os.Stat(p.cfg.StaffFile)
+	if err != nil {
+		return nil, err
+	}
+	c := &p.staffCache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.list != nil && fi.ModTime().Equal(c.mod) && fi.Size() == c.size {
+		return c.list, nil
+	}
+	list, err := ReadStaff(p.cfg.StaffFile)
+	if err != nil {
+		return nil, err
+	}
+	c.list, c.mod, c.size = list, fi.ModTime(), fi.Size()
+	return list, nil
+}
+
+// staffCache is the staff file as last read.
+type staffCache struct {
+	mu   sync.Mutex
+	mod  time.Time
+	size int64
+	list []StaffAccount
 }

@@ -98,6 +98,8 @@ type Portal struct {
 
 	mu sync.Mutex // serialises the counter's registrations
 
+	staffCache staffCache
+
 	dirMu     sync.Mutex
 	dir       *directory // as of dirHeight
 	dirHeight int64
