@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -220,7 +219,7 @@ func credentialIssue(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("couldn't write %s: %w", *out, err)
 	}
 	written = true
-	list, _ := statusListOf(issued.StatusURI, au.ID)
+	list, _ := credential.ListOf(issued.StatusURI, au.ID)
 	// Claim values are never printed: the terminal and its scrollback are
 	// not where personal data should end up.
 	fmt.Fprintf(e.stdout, `Issued %s / %s (%s) to %s.
@@ -344,21 +343,6 @@ func isNotFound(err error) bool {
 	return errors.As(err, &p) && p.Status == http.StatusNotFound
 }
 
-// statusListOf reads the list number from a status URI of issuer, as
-// credential.StatusURI builds it.
-func statusListOf(uri, issuer string) (uint32, error) {
-	u, err := url.Parse(uri)
-	if err != nil {
-		return 0, fmt.Errorf("status URI %q: %w", uri, err)
-	}
-	rest, ok := strings.CutPrefix(u.Path, credential.StatusPath+issuer+"/")
-	l, err := strconv.ParseUint(rest, 10, 32)
-	if !ok || err != nil || l >= ledger.MaxStatusLists {
-		return 0, fmt.Errorf("status URI %q does not name a status list of %s", uri, issuer)
-	}
-	return uint32(l), nil
-}
-
 // setStatus is revoke, suspend and unsuspend.
 func setStatus(verb string) func(context.Context, *env, []string) error {
 	return func(ctx context.Context, e *env, args []string) error {
@@ -390,7 +374,7 @@ func setStatus(verb string) func(context.Context, *env, []string) error {
 			if is.IssuerDID != did.FromKey(k.Public()).String() {
 				return fmt.Errorf("%s was issued by %s, not by the signing authority; only its issuer can %s it", *credFile, is.Issuer, verb)
 			}
-			l, err := statusListOf(is.StatusURI, is.Issuer)
+			l, err := credential.ListOf(is.StatusURI, is.Issuer)
 			if err != nil {
 				return err
 			}

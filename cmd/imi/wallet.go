@@ -324,7 +324,7 @@ func walletAdd(ctx context.Context, e *env, args []string) error {
 	case iss != is.IssuerDID || vct != is.VCT || uri != is.StatusURI || uint32(idx) != is.StatusIdx || float64(is.StatusIdx) != idx:
 		return fmt.Errorf("%s: the file's description does not match the signed credential; ask the issuer for it again", file)
 	}
-	if _, err := statusListOf(uri, is.Issuer); err != nil {
+	if _, err := credential.ListOf(uri, is.Issuer); err != nil {
 		return fmt.Errorf("%s: %w", file, err)
 	}
 	p := newPrompter(e)
@@ -423,7 +423,7 @@ var statusWords = map[string]string{
 // read is "unknown", never "revoked".
 func liveStatus(ctx context.Context, cl *client.Client, c *wallet.Credential, now time.Time) string {
 	expired := !now.Before(c.ExpiresAt)
-	list, err := statusListOf(c.StatusURI, c.IssuerID)
+	list, err := credential.ListOf(c.StatusURI, c.IssuerID)
 	if err != nil {
 		return "status unknown: " + err.Error()
 	}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -78,6 +80,21 @@ func KeyID(a *ledger.Authority, v uint64) string { return fmt.Sprintf("%s#key-%d
 // endpoint is its public address; every node serves the same path.
 func StatusURI(a *ledger.Authority, list uint32) string {
 	return fmt.Sprintf("%s%s%s/%d", strings.TrimSuffix(a.Endpoint, "/"), StatusPath, a.ID, list)
+}
+
+// ListOf reads the list number back from a status URI of issuer, as
+// StatusURI builds it.
+func ListOf(uri, issuer string) (uint32, error) {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return 0, fmt.Errorf("status URI %q: %w", uri, err)
+	}
+	rest, ok := strings.CutPrefix(u.Path, StatusPath+issuer+"/")
+	l, err := strconv.ParseUint(rest, 10, 32)
+	if !ok || err != nil || l >= ledger.MaxStatusLists {
+		return 0, fmt.Errorf("status URI %q does not name a status list of %s", uri, issuer)
+	}
+	return uint32(l), nil
 }
 
 // Issue validates claims against the type, reserves a random status entry

@@ -601,7 +601,7 @@ func (p *Portal) consoleIssue(w http.ResponseWriter, r *request) {
 		return
 	}
 	res := &issueResult{TypeZH: ct.NameZH, TypeEN: ct.NameEN, Index: cred.StatusIdx, ExpiresAt: cred.ExpiresAt}
-	res.List, _ = statusListOf(cred.StatusURI, me)
+	res.List, _ = credential.ListOf(cred.StatusURI, me)
 	item, err := json.Marshal(cred)
 	if err == nil {
 		err = p.wallets.Deliver(subject, item)

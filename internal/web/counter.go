@@ -677,7 +677,7 @@ func (p *Portal) revokeOld(ctx context.Context, registrar string, old []hosted.S
 	for _, ref := range old {
 		revoked := false
 		if _, ok := p.cfg.Keys[ref.IssuerID]; ok {
-			if list, ok := statusListOf(ref.StatusList, ref.IssuerID); ok && ref.Index < ledger.StatusListSize {
+			if list, err := credential.ListOf(ref.StatusList, ref.IssuerID); err == nil && ref.Index < ledger.StatusListSize {
 				_, err := p.sign(ctx, ref.IssuerID, laneCounter, &tx.Revoke{StatusRef: tx.StatusRef{List: list, Index: uint32(ref.Index)}})
 				if err == nil || p.alreadyRevoked(ref.IssuerID, list, uint32(ref.Index)) {
 					revoked = true

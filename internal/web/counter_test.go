@@ -294,8 +294,8 @@ func TestCounterReproofReplacesTheKeyAndRevokesTheOldCredentials(t *testing.T) {
 	}
 	// The old credentials are revoked.
 	for _, c := range old {
-		list, ok := statusListOf(c.StatusURI, c.IssuerID)
-		if !ok {
+		list, err := credential.ListOf(c.StatusURI, c.IssuerID)
+		if err != nil {
 			t.Fatalf("bad status URI %s", c.StatusURI)
 		}
 		e, _, err := h.app.Status(c.IssuerID, list, uint32(c.StatusIdx), 0)

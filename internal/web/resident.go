@@ -3,7 +3,6 @@ package web
 import (
 	"net/http"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -149,8 +148,8 @@ func (p *Portal) liveStatus(c *wallet.Credential, now time.Time) string {
 	if !now.Before(c.ExpiresAt) {
 		return "expired"
 	}
-	list, ok := statusListOf(c.StatusURI, c.IssuerID)
-	if !ok {
+	list, err := credential.ListOf(c.StatusURI, c.IssuerID)
+	if err != nil {
 		return "unknown"
 	}
 	e, _, err := p.cfg.App.Status(c.IssuerID, list, uint32(c.StatusIdx), 0)
@@ -158,19 +157,6 @@ func (p *Portal) liveStatus(c *wallet.Credential, now time.Time) string {
 		return "unknown"
 	}
 	return entryState(e.Status)
-}
-
-// statusListOf reads the list number from a status URI the issuer built.
-func statusListOf(uri, issuer string) (uint32, bool) {
-	i := strings.Index(uri, credential.StatusPath+issuer+"/")
-	if i < 0 {
-		return 0, false
-	}
-	l, err := strconv.ParseUint(uri[i+len(credential.StatusPath+issuer+"/"):], 10, 32)
-	if err != nil || l >= ledger.MaxStatusLists {
-		return 0, false
-	}
-	return uint32(l), true
 }
 
 func (p *Portal) servicesPage(w http.ResponseWriter, r *request) {
