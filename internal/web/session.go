@@ -206,7 +206,7 @@ func (ss *sessions) sweepLocked() {
 		switch {
 		case now.Sub(s.seen) >= ss.idle:
 			delete(ss.m, id)
-			go s.wipe()
+			s.wipe() // brief; sessions never take ss.mu while holding s.mu
 		case s.resident == nil && s.staff == nil:
 			anon = append(anon, s)
 		default:
@@ -224,7 +224,7 @@ func (ss *sessions) sweepLocked() {
 				return
 			}
 			delete(ss.m, s.id)
-			go s.wipe()
+			s.wipe()
 		}
 	}
 }
