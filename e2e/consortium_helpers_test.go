@@ -63,18 +63,22 @@ func testSeed(t *testing.T) uint64 {
 }
 
 // freeBasePort picks a BasePort for WriteTestnet whose HTTP (base+i) and
-// P2P (base+100+i) ports are all free. It draws below Linux's ephemeral range
-// (32768 up), from which freePort and the other tests' nodes take theirs, at
-// random so that two runs on one host rarely meet.
-func freeBasePort(t *testing.T, n int) int {
+// P2P (base+100+i) ports are all free.
+func freeBasePort(t *testing.T, n int) int { return freePortBlocks(t, n, 2) }
+
+// freePortBlocks picks a base whose ports base+100*b+i are free for every
+// block b below blocks and every node i below n. It draws below Linux's
+// ephemeral range (32768 up), from which freePort and the other tests'
+// nodes take theirs, at random so that two runs on one host rarely meet.
+func freePortBlocks(t *testing.T, n, blocks int) int {
 	t.Helper()
 	for range 50 {
-		base := 20000 + 10*rand.IntN(1100) // 20000 to 30990; +100+n stays below 32768
+		base := 20000 + 10*rand.IntN((32768-20000-100*blocks)/10)
 		free := true
 		var held []net.Listener
 		for i := range n {
-			for _, p := range []int{base + i, base + 100 + i} {
-				ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+			for b := range blocks {
+				ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+100*b+i))
 				if err != nil {
 					free = false
 					break

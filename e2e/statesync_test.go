@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -278,32 +277,7 @@ func newStateSyncNet(t *testing.T, validators, standby int, interval int64) *con
 // freeTestnetPorts picks a BasePort for WriteTestnet whose HTTP (base+i),
 // P2P (base+100+i) and CometBFT RPC (base+200+i) ports are all free, below
 // Linux's ephemeral range, at random.
-func freeTestnetPorts(t *testing.T, n int) int {
-	t.Helper()
-	for range 50 {
-		base := 20000 + 10*rand.IntN(1000) // 20000 to 29990; +200+n stays below 32768
-		free := true
-		var held []net.Listener
-		for i := range n {
-			for _, p := range []int{base + i, base + 100 + i, base + 200 + i} {
-				ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-				if err != nil {
-					free = false
-					break
-				}
-				held = append(held, ln)
-			}
-		}
-		for _, ln := range held {
-			ln.Close()
-		}
-		if free {
-			return base
-		}
-	}
-	t.Fatal("no free range of ports for a testnet")
-	return 0
-}
+func freeTestnetPorts(t *testing.T, n int) int { return freePortBlocks(t, n, 3) }
 
 // enableStateSync turns state sync on in home's imi.toml with a trusted
 // height and block hash, as the operator edits it.
