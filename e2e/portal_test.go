@@ -314,11 +314,14 @@ func TestPortal(t *testing.T) {
 	defer cancel()
 	p := startPortal(t, ctx)
 
+	// Given names of two characters: the scan at the end looks for each as
+	// bytes, and three bytes (one character) turn up by chance in the
+	// block store's signatures and hashes.
 	t.Run("journey in Chinese", func(t *testing.T) { p.journey(t, ctx, zhWords, newPerson(t, 11, "陈", "美玲")) })
-	t.Run("journey in English", func(t *testing.T) { p.journey(t, ctx, enWords, newPerson(t, 12, "李", "伟")) })
-	t.Run("keyboard only", func(t *testing.T) { p.keyboard(t, ctx, newPerson(t, 13, "王", "芳")) })
-	t.Run("refusals", func(t *testing.T) { p.refusals(t, ctx, newPerson(t, 14, "张", "强")) })
-	t.Run("every page passes axe", func(t *testing.T) { p.everyPage(t, ctx, newPerson(t, 15, "刘", "洋")) })
+	t.Run("journey in English", func(t *testing.T) { p.journey(t, ctx, enWords, newPerson(t, 12, "李", "伟明")) })
+	t.Run("keyboard only", func(t *testing.T) { p.keyboard(t, ctx, newPerson(t, 13, "王", "芳华")) })
+	t.Run("refusals", func(t *testing.T) { p.refusals(t, ctx, newPerson(t, 14, "张", "志强")) })
+	t.Run("every page passes axe", func(t *testing.T) { p.everyPage(t, ctx, newPerson(t, 15, "刘", "海洋")) })
 	t.Run("nothing personal on the chain or in the log", func(t *testing.T) { p.scan(t) })
 }
 
@@ -365,8 +368,15 @@ func (p *portal) scan(t *testing.T) {
 			}
 		}
 	}
+	// The demo's staff passphrases belong in demo-staff.txt, and only there.
+	var notDemo []scanTarget
+	for _, f := range all {
+		if filepath.Base(f.name) != "demo-staff.txt" {
+			notDemo = append(notDemo, f)
+		}
+	}
 	for account, pass := range p.staff {
-		if w := hits(needle{"staff passphrase", []byte(pass)}, all); len(w) > 1 || len(w) == 1 && !strings.HasSuffix(w[0], "demo-staff.txt@"+strings.Split(w[0], "@")[1]) {
+		if w := hits(needle{"staff passphrase", []byte(pass)}, notDemo); len(w) > 0 {
 			t.Errorf("SECRET: %s's passphrase found in %s", account, strings.Join(w, ", "))
 		}
 	}
